@@ -34,7 +34,9 @@ SANFLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover
 endif
 B := build/$(VARIANT)
 
-CC ?= gcc
+ifeq ($(origin CC),default)
+CC := gcc
+endif
 OPT ?= -O2 -g
 WARN := -std=c17 -Wall -Wextra -Werror
 CPPFLAGS_ALL := -D_GNU_SOURCE -I. -MMD -MP
