@@ -5,6 +5,7 @@
 
 #include <openssl/evp.h>
 #include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
 
 int cpx_crypto_init(void)
@@ -21,7 +22,8 @@ void cpx_sha256_2(const void *a, size_t alen, const void *b, size_t blen,
                   uint8_t out[CPX_SHA256_LEN])
 {
     /* EVP_Digest* cannot fail with a valid context and SHA-256 except on allocation failure, which
-     * OpenSSL reports by returning 0; a zero digest then makes every later comparison fail closed. */
+     * OpenSSL reports by returning 0; a zero digest then makes every later comparison fail closed.
+     */
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned int n = 0;
     if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
@@ -29,6 +31,47 @@ void cpx_sha256_2(const void *a, size_t alen, const void *b, size_t blen,
         EVP_DigestFinal_ex(ctx, out, &n) != 1)
         memset(out, 0, CPX_SHA256_LEN);
     EVP_MD_CTX_free(ctx);
+}
+
+/* A fetched SHA-256 implementation and a digest context that is re-initialised per hash. */
+struct cpx_sha256_ctx {
+    EVP_MD *md;      /* SHA-256, fetched once (explicit fetch: no per-hash lookup) */
+    EVP_MD_CTX *ctx; /* reused for every digest */
+};
+
+struct cpx_sha256_ctx *cpx_sha256_ctx_new(void)
+{
+    struct cpx_sha256_ctx *h = calloc(1, sizeof *h);
+    if (h == NULL)
+        return NULL;
+    h->md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    h->ctx = EVP_MD_CTX_new();
+    if (h->md == NULL || h->ctx == NULL) {
+        cpx_sha256_ctx_free(h);
+        return NULL;
+    }
+    return h;
+}
+
+void cpx_sha256_ctx_free(struct cpx_sha256_ctx *h)
+{
+    if (h == NULL)
+        return;
+    EVP_MD_CTX_free(h->ctx);
+    EVP_MD_free(h->md);
+    free(h);
+}
+
+void cpx_sha256_ctx_digest(struct cpx_sha256_ctx *h, const void *a, size_t alen, const void *b,
+                           size_t blen, const void *c, size_t clen, uint8_t out[CPX_SHA256_LEN])
+{
+    unsigned int n = 0;
+    if (EVP_DigestInit_ex2(h->ctx, h->md, NULL) != 1 ||
+        (alen && EVP_DigestUpdate(h->ctx, a, alen) != 1) ||
+        (blen && EVP_DigestUpdate(h->ctx, b, blen) != 1) ||
+        (clen && EVP_DigestUpdate(h->ctx, c, clen) != 1) ||
+        EVP_DigestFinal_ex(h->ctx, out, &n) != 1)
+        memset(out, 0, CPX_SHA256_LEN);
 }
 
 void cpx_keypair_generate(struct cpx_keypair *kp)
