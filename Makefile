@@ -148,7 +148,7 @@ $(B)/obj-check/%.o: %.c
 $(LIB_MATCHING): $(call obj,$(MATCHING_SRC))
 $(LIB_MATCHING_CHECK): $(patsubst %.c,$(B)/obj-check/%.o,$(MATCHING_SRC))
 $(LIB_LEDGER): $(call obj,$(LEDGER_SRC))
-$(LIB_SERVER): $(call obj,$(SERVER_SRC)) $(B)/obj/migrations.o
+$(LIB_SERVER): $(call obj,$(SERVER_SRC)) $(B)/obj/migrations.o $(B)/obj/openapi.o
 $(LIB_CLIENT): $(call obj,$(CLIENT_SRC))
 $(LIB_SUPPORT): $(call obj,$(SUPPORT_SRC))
 
@@ -162,7 +162,12 @@ $(B)/migrations.c: $(SCHEMA) scripts/embed-migrations.sh
 	@mkdir -p $(@D)
 	scripts/embed-migrations.sh $(SCHEMA) > $@
 
-$(B)/obj/migrations.o: $(B)/migrations.c
+# The API description served at /v1/openapi.json.
+$(B)/openapi.c: docs/openapi.json scripts/embed-file.sh
+	@mkdir -p $(@D)
+	scripts/embed-file.sh cpx_openapi_json docs/openapi.json > $@
+
+$(B)/obj/migrations.o $(B)/obj/openapi.o: $(B)/obj/%.o: $(B)/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<
 

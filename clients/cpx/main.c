@@ -1,0 +1,347 @@
+/*
+ * cpx: the command-line client of the CPX exchange, for providers, buyers, regulators and
+ * operators. `cpx help` lists the commands. Global options (anywhere on the line):
+ *   --url URL      exchange URL          [CPX_URL, default https://127.0.0.1:8443]
+ *   --key FILE     key file              [CPX_KEY, default ./cpx.key]
+ *   --cacert FILE  CA certificate        [CPX_CACERT, default var/tls/cert.pem when present]
+ *   --json         print replies as JSON
+ * Exit status: 0 done, 1 the exchange refused (the error is printed), 2 usage, 3 unreachable.
+ */
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clients/common/cli.h"
+#include "clients/common/client.h"
+#include "ledger/keyfile.h"
+
+struct ctx {
+    struct client cl;   /* connection settings and key */
+    bool json;          /* --json */
+};
+
+struct command {
+    const char *words;  /* "admin approve" */
+    const char *usage;  /* arguments, for help */
+    const char *help;   /* one line */
+    const struct cli_flag *flags; /* flags it takes */
+    bool needs_key;     /* loads the key file first */
+    int (*run)(struct ctx *c, const struct cli_flag *flags, const struct cli_args *a);
+};
+
+/* ---- keys ---------------------------------------------------------------------------------- */
+
+static const struct cli_flag keygen_flags[] = {
+    { "out", true, "where to write the key (default: --key, CPX_KEY or ./cpx.key)" },
+    { "force", false, "replace an existing key file" },
+    { NULL, false, NULL },
+};
+
+static int cmd_keygen(struct ctx *c, const struct cli_flag *flags, const struct cli_args *a)
+{
+    const char *out = cli_get(flags, a, "out");
+    if (out == NULL)
+        out = c->cl.key_path;
+    struct cpx_keyfile kf = { 0 };
+    cpx_keypair_generate(&kf.kp);
+    cpx_identity_id_for_key(kf.kp.pk, kf.identity);
+    bool ok = keyfile_write(out, &kf, cli_get(flags, a, "force") != NULL);
+    cpx_keypair_wipe(&kf.kp);
+    if (!ok)
+        return 1;
+    if (c->json) {
+        char pk[45];
+        cpx_public_key_encode(kf.kp.pk, pk);
+        printf("{\"key_file\":\"%s\",\"identity\":\"%s\",\"public_key\":\"%s\"}\n", out,
+               kf.identity, pk);
+    } else {
+        printf("wrote %s (keep it secret: it signs as %s)\n", out, kf.identity);
+    }
+    return 0;
+}
+
+static int cmd_whoami(struct ctx *c, const struct cli_flag *flags, const struct cli_args *a)
+{
+    (void)flags;
+    (void)a;
+    if (c->json) {
+        char pk[45];
+        cpx_public_key_encode(c->cl.key.kp.pk, pk);
+        printf("{\"identity\":\"%s\",\"public_key\":\"%s\"}\n", c->cl.key.identity, pk);
+    } else {
+        printf("%s\n", c->cl.key.identity);
+    }
+    return 0;
+}
+
+/* ---- identities ---------------------------------------------------------------------------- */
+
+static const struct cli_flag register_flags[] = {
+    { "name", true, "organisation name" },
+    { "reg-no", true, "registration number (e.g. unified social credit code)" },
+    { "roles", true, "comma-separated: buyer, provider, regulator, operator" },
+    { "idempotency-key", true, "repeat-safe key for this request" },
+    { NULL, false, NULL },
+};
+
+/* Sends a request (body stolen). Returns false when no reply arrived. */
+static bool send_request(struct ctx *c, const char *method, const char *target, json_t *body, bool sign,
+                 const char *idempotency_key, struct client_reply *r)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    char header[200];
+    const char *headers[2] = { NULL, NULL };
+    if (idempotency_key != NULL) {
+        snprintf(header, sizeof header, "Idempotency-Key: %s", idempotency_key);
+        headers[0] = header;
+    }
+    bool ok = client_call(&c->cl, method, target, text, sign, headers, r);
+    free(text);
+    return ok;
+}
+
+/* Sends a request and prints the reply; returns the exit status. */
+static int call(struct ctx *c, const char *method, const char *target, json_t *body, bool sign,
+                const char *idempotency_key)
+{
+    struct client_reply r;
+    bool ok = send_request(c, method, target, body, sign, idempotency_key, &r);
+    int rc = cli_report(&r, ok, c->json);
+    client_reply_free(&r);
+    return rc;
+}
+
+static int cmd_register(struct ctx *c, const struct cli_flag *flags, const struct cli_args *a)
+{
+    const char *name = cli_get(flags, a, "name"), *reg_no = cli_get(flags, a, "reg-no");
+    const char *roles = cli_get(flags, a, "roles");
+    if (name == NULL || reg_no == NULL || roles == NULL) {
+        fprintf(stderr, "usage: cpx register --name ORG --reg-no NUMBER --roles buyer,provider\n");
+        return 2;
+    }
+    json_t *list = json_array();
+    for (const char *p = roles; *p != '\0';) {
+        size_t n = strcspn(p, ",");
+        json_array_append_new(list, json_stringn(p, n));
+        p += n + (p[n] == ',');
+    }
+    char pk[45];
+    cpx_public_key_encode(c->cl.key.kp.pk, pk);
+    json_t *body = json_pack("{s:s, s:s, s:o, s:s}", "name", name, "reg_no", reg_no, "roles", list,
+                             "public_key", pk);
+    struct client_reply r;
+    bool ok = send_request(c, "POST", "/v1/identities", body, true, cli_get(flags, a, "idempotency-key"),
+                   &r);
+    int rc;
+    if (c->json || !ok || r.status != 201) {
+        rc = cli_report(&r, ok, c->json);
+    } else {
+        /* The id alone on stdout: it is what a person or a script needs next. */
+        printf("%s\n", json_string_value(json_object_get(r.json, "id")));
+        fprintf(stderr, "registered; status %s until an operator approves it\n",
+                json_string_value(json_object_get(r.json, "status")));
+        rc = 0;
+    }
+    client_reply_free(&r);
+    return rc;
+}
+
+static const struct cli_flag no_flags[] = { { NULL, false, NULL } };
+
+static int cmd_identity_show(struct ctx *c, const struct cli_flag *flags, const struct cli_args *a)
+{
+    (void)flags;
+    if (a->nargs > 1) {
+        fprintf(stderr, "usage: cpx identity show [ID]\n");
+        return 2;
+    }
+    const char *id = a->nargs == 1 ? a->args[0] : c->cl.key.identity;
+    if (!cpx_identity_id_valid(id)) {
+        fprintf(stderr, "%s is not an identity id (idn_...)\n", id);
+        return 2;
+    }
+    char target[128];
+    snprintf(target, sizeof target, "/v1/identities/%s", id);
+    return call(c, "GET", target, NULL, true, NULL);
+}
+
+static const struct cli_flag list_flags[] = {
+    { "status", true, "pending, approved or rejected" },
+    { "limit", true, "items per page (1-1000, default 100)" },
+    { "after", true, "continue after this cursor" },
+    { NULL, false, NULL },
+};
+
+/* Appends "name=value" to a query string when value is set (values are plain words here). */
+static void add_query(char *q, size_t cap, const char *name, const char *value)
+{
+    if (value == NULL)
+        return;
+    size_t n = strlen(q);
+    snprintf(q + n, cap - n, "%c%s=%s", strchr(q, '?') ? '&' : '?', name, value);
+}
+
+static int list_identities(struct ctx *c, const char *status, const struct cli_flag *flags,
+                           const struct cli_args *a)
+{
+    char target[512] = "/v1/identities";
+    add_query(target, sizeof target, "status", status);
+    add_query(target, sizeof target, "limit", cli_get(flags, a, "limit"));
+    add_query(target, sizeof target, "after", cli_get(flags, a, "after"));
+    return call(c, "GET", target, NULL, true, NULL);
+}
+
+static int cmd_identity_list(struct ctx *c, const struct cli_flag *flags, const struct cli_args *a)
+{
+    return list_identities(c, cli_get(flags, a, "status"), flags, a);
+}
+
+static int cmd_admin_pending(struct ctx *c, const struct cli_flag *flags, const struct cli_args *a)
+{
+    return list_identities(c, "pending", flags, a);
+}
+
+static const struct cli_flag decide_flags[] = {
+    { "reason", true, "why (required to reject)" },
+    { "idempotency-key", true, "repeat-safe key for this request" },
+    { NULL, false, NULL },
+};
+
+static int decide(struct ctx *c, const char *verb, const struct cli_flag *flags,
+                  const struct cli_args *a)
+{
+    if (a->nargs != 1 || !cpx_identity_id_valid(a->args[0])) {
+        fprintf(stderr, "usage: cpx admin %s ID%s\n", verb,
+                strcmp(verb, "reject") == 0 ? " --reason TEXT" : " [--reason TEXT]");
+        return 2;
+    }
+    char target[128];
+    snprintf(target, sizeof target, "/v1/identities/%s/%s", a->args[0], verb);
+    const char *reason = cli_get(flags, a, "reason");
+    json_t *body = reason ? json_pack("{s:s}", "reason", reason) : json_object();
+    return call(c, "POST", target, body, true, cli_get(flags, a, "idempotency-key"));
+}
+
+static int cmd_admin_approve(struct ctx *c, const struct cli_flag *flags, const struct cli_args *a)
+{
+    return decide(c, "approve", flags, a);
+}
+
+static int cmd_admin_reject(struct ctx *c, const struct cli_flag *flags, const struct cli_args *a)
+{
+    return decide(c, "reject", flags, a);
+}
+
+static int cmd_health(struct ctx *c, const struct cli_flag *flags, const struct cli_args *a)
+{
+    (void)flags;
+    (void)a;
+    return call(c, "GET", "/healthz", NULL, false, NULL);
+}
+
+/* ---- the command table --------------------------------------------------------------------- */
+
+static const struct command commands[] = {
+    { "keygen", "[--out FILE] [--force]", "make a new Ed25519 key file (mode 0600)", keygen_flags,
+      false, cmd_keygen },
+    { "whoami", "", "print the identity id the key signs as", no_flags, true, cmd_whoami },
+    { "register", "--name ORG --reg-no NUMBER --roles buyer,provider",
+      "register the key's owner; prints its identity id", register_flags, true, cmd_register },
+    { "identity show", "[ID]", "show an identity (default: your own)", no_flags, true,
+      cmd_identity_show },
+    { "identity list", "[--status S] [--limit N] [--after CURSOR]",
+      "list identities (operators, regulators)", list_flags, true, cmd_identity_list },
+    { "admin pending", "[--limit N] [--after CURSOR]", "list identities awaiting approval",
+      list_flags, true, cmd_admin_pending },
+    { "admin approve", "ID [--reason TEXT]", "approve a pending identity (operators)",
+      decide_flags, true, cmd_admin_approve },
+    { "admin reject", "ID --reason TEXT", "reject a pending identity (operators)", decide_flags,
+      true, cmd_admin_reject },
+    { "health", "", "check that the exchange and its database answer", no_flags, false,
+      cmd_health },
+};
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: cpx [--url URL] [--key FILE] [--cacert FILE] [--json] COMMAND ...\n\n"
+                 "commands:\n");
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        char line[128];
+        snprintf(line, sizeof line, "%s %s", commands[i].words, commands[i].usage);
+        fprintf(out, "  %-58s %s\n", line, commands[i].help);
+    }
+    fprintf(out, "\nenvironment: CPX_URL, CPX_KEY, CPX_CACERT (see README.md)\n");
+}
+
+/* How many leading words of argv spell the command's words? 0 when they do not. */
+static int matches(const struct command *cmd, int argc, char **argv)
+{
+    const char *w = cmd->words;
+    int used = 0;
+    while (*w != '\0') {
+        size_t n = strcspn(w, " ");
+        if (used >= argc || strlen(argv[used]) != n || strncmp(argv[used], w, n) != 0)
+            return 0;
+        used++;
+        w += n + (w[n] == ' ');
+    }
+    return used;
+}
+
+int main(int argc, char **argv)
+{
+    const char *url = NULL, *key = NULL, *cacert = NULL;
+    bool json = false;
+    /* Take the global options out, wherever they are. */
+    int n = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        const char **dst = strcmp(arg, "--url") == 0      ? &url
+                           : strcmp(arg, "--key") == 0    ? &key
+                           : strcmp(arg, "--cacert") == 0 ? &cacert
+                                                          : NULL;
+        if (dst != NULL) {
+            if (i + 1 == argc) {
+                fprintf(stderr, "%s needs a value\n", arg);
+                return 2;
+            }
+            *dst = argv[++i];
+        } else if (strcmp(arg, "--json") == 0) {
+            json = true;
+        } else {
+            argv[n++] = argv[i];
+        }
+    }
+    if (n == 0 || strcmp(argv[0], "help") == 0 || strcmp(argv[0], "--help") == 0) {
+        usage(n == 0 ? stderr : stdout);
+        return n == 0 ? 2 : 0;
+    }
+    const struct command *cmd = NULL;
+    int used = 0;
+    for (size_t i = 0; i < NCOMMANDS && cmd == NULL; i++)
+        if ((used = matches(&commands[i], n, argv)) > 0)
+            cmd = &commands[i];
+    if (cmd == NULL) {
+        fprintf(stderr, "unknown command \"%s\" (cpx help lists them)\n", argv[0]);
+        return 2;
+    }
+    struct cli_args args;
+    if (!cli_parse(n - used, argv + used, cmd->flags, &args)) {
+        fprintf(stderr, "usage: cpx %s %s\n", cmd->words, cmd->usage);
+        return 2;
+    }
+    if (cpx_crypto_init() != 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "cannot initialise the crypto or HTTP libraries\n");
+        return 1;
+    }
+    struct ctx c = { .json = json };
+    int rc = 2;
+    if (client_init(&c.cl, url, cacert, key) && (!cmd->needs_key || client_load_key(&c.cl)))
+        rc = cmd->run(&c, cmd->flags, &args);
+    client_free(&c.cl);
+    curl_global_cleanup();
+    return rc;
+}

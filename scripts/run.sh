@@ -1,0 +1,49 @@
+#!/bin/sh
+# `make run`: a private PostgreSQL under $CPX_VAR (unless CPX_DATABASE_URL is set), a TLS
+# certificate, the operator's key, then cpxd in the foreground until Ctrl-C or SIGTERM, after
+# which the private cluster is stopped too. Running it again reuses $CPX_VAR: data survives.
+set -eu
+cd "$(dirname "$0")/.."
+export CPX_VAR="${CPX_VAR:-var}"
+export CPX_PORT="${CPX_PORT:-8443}"
+BIN=${BIN:-bin}
+mkdir -p "$CPX_VAR"
+
+own_cluster=0
+if [ -z "${CPX_DATABASE_URL:-}" ]; then
+    scripts/pg.sh start
+    own_cluster=1
+    CPX_DATABASE_URL=$(scripts/pg.sh url)
+    export CPX_DATABASE_URL
+fi
+scripts/tls.sh
+if [ ! -f "$CPX_VAR/operator.key" ]; then
+    "$BIN/cpx" keygen --out "$CPX_VAR/operator.key" >/dev/null
+fi
+
+cat <<MSG
+CPX exchange
+  URL            https://127.0.0.1:$CPX_PORT  (CA certificate: $CPX_VAR/tls/cert.pem)
+  operator key   $CPX_VAR/operator.key  (identity $("$BIN/cpx" --key "$CPX_VAR/operator.key" whoami))
+  database       $CPX_DATABASE_URL
+Press Ctrl-C to stop.
+MSG
+
+pid=
+stop() {
+    trap - INT TERM
+    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+    [ "$own_cluster" = 1 ] && scripts/pg.sh stop
+    exit 0
+}
+trap stop INT TERM
+"$BIN/cpxd" --port "$CPX_PORT" --tls-cert "$CPX_VAR/tls/cert.pem" \
+    --tls-key "$CPX_VAR/tls/key.pem" --operator-key "$CPX_VAR/operator.key" &
+pid=$!
+set +e
+wait "$pid"
+rc=$?
+# wait returns early (>128) when a trapped signal arrives; stop() then takes over.
+pid=
+[ "$own_cluster" = 1 ] && scripts/pg.sh stop
+exit $rc

@@ -1,0 +1,56 @@
+/*
+ * Every error cpxd can answer, with its HTTP status and stable snake_case code. The table in
+ * errors.c is the single source: replies use it, and a test checks that docs/errors.md lists
+ * every code in it.
+ */
+#ifndef CPX_SERVER_ERRORS_H
+#define CPX_SERVER_ERRORS_H
+
+enum err {
+    /* 400: the request is malformed or a field is invalid */
+    E_MALFORMED_JSON,
+    E_INVALID_FIELD,
+    E_MISSING_FIELD,
+    E_UNKNOWN_FIELD,
+    E_OUT_OF_RANGE,
+    E_INVALID_QUERY,
+    E_INVALID_HEADER,
+    /* 401: authentication */
+    E_UNAUTHENTICATED,
+    E_BAD_AUTHORIZATION,
+    E_UNKNOWN_IDENTITY,
+    E_BAD_SIGNATURE,
+    E_STALE_TIMESTAMP,
+    E_REPLAYED_REQUEST,
+    E_KEY_MISMATCH,
+    /* 403: role or state of the caller */
+    E_FORBIDDEN_ROLE,
+    E_NOT_APPROVED,
+    /* 404, 405 */
+    E_NOT_FOUND,
+    E_IDENTITY_NOT_FOUND,
+    E_METHOD_NOT_ALLOWED,
+    /* 409: conflicts with the current state */
+    E_IDENTITY_EXISTS,
+    E_REG_NO_TAKEN,
+    E_INVALID_STATE,
+    E_IDEMPOTENCY_KEY_REUSED,
+    /* 413, 415 */
+    E_BODY_TOO_LARGE,
+    E_UNSUPPORTED_MEDIA_TYPE,
+    /* 500, 503 */
+    E_INTERNAL,
+    E_DATABASE_UNAVAILABLE,
+    E_COUNT
+};
+
+struct err_info {
+    int status;          /* HTTP status */
+    const char *code;    /* stable machine-readable code */
+    const char *message; /* default sentence for a person */
+};
+
+/* The status, code and default message of e. */
+const struct err_info *err_info(enum err e);
+
+#endif

@@ -1,0 +1,199 @@
+/*
+ * Start-up and shut-down of the server: database, schema, bootstrap operator, metrics, replay
+ * cache, the HTTPS listener and the maintenance thread. See server.h.
+ */
+#include "server/server.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ledger/keyfile.h"
+#include "server/db.h"
+#include "server/db_identities.h"
+#include "server/http.h"
+#include "server/log.h"
+#include "server/metrics.h"
+#include "server/migrate.h"
+#include "server/replay.h"
+#include "server/routes.h"
+#include "server/util.h"
+
+#define CONNECT_ATTEMPTS 20    /* at start, one every half second */
+#define MAINTENANCE_SECONDS 30 /* between prunes of expired request signatures */
+
+static enum db_status prune(struct db_conn *c, void *arg)
+{
+    long *rows = arg;
+    return db_signature_prune(c, rows);
+}
+
+/* The maintenance thread: prunes the durable replay guard every MAINTENANCE_SECONDS. */
+static void *maintenance(void *arg)
+{
+    struct server *srv = arg;
+    pthread_mutex_lock(&srv->maint_mu);
+    while (!srv->maint_stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += MAINTENANCE_SECONDS;
+        pthread_cond_timedwait(&srv->maint_wake, &srv->maint_mu, &until);
+        if (srv->maint_stop)
+            break;
+        pthread_mutex_unlock(&srv->maint_mu);
+        long rows = 0;
+        if (db_run(srv->db, prune, &rows) == DB_OK && rows > 0)
+            log_debug("pruned %ld expired request signatures", rows);
+        pthread_mutex_lock(&srv->maint_mu);
+    }
+    pthread_mutex_unlock(&srv->maint_mu);
+    return NULL;
+}
+
+/* Applies the built-in migrations; waits for the database for up to CONNECT_ATTEMPTS / 2 s. */
+static int apply_migrations(const char *url)
+{
+    PGconn *pg = PQconnectdb(url);
+    for (int i = 1; i < CONNECT_ATTEMPTS && PQstatus(pg) != CONNECTION_OK; i++) {
+        PQfinish(pg);
+        usleep(500000);
+        pg = PQconnectdb(url);
+    }
+    int rc = -1;
+    if (PQstatus(pg) != CONNECTION_OK) {
+        log_error("database: cannot connect: %s", PQerrorMessage(pg));
+        goto done;
+    }
+    int applied = 0;
+    char *err = NULL;
+    if (migrate(pg, cpx_migrations, cpx_migrations_count, &applied, &err) != 0) {
+        log_error("schema: %s", err ? err : "migration failed");
+        free(err);
+        goto done;
+    }
+    log_info("schema: %d migration(s) applied, %zu in all", applied, cpx_migrations_count);
+    rc = 0;
+done:
+    PQfinish(pg);
+    return rc;
+}
+
+struct bootstrap {
+    struct identity idn;
+    bool created;
+};
+
+static enum db_status bootstrap_tx(struct db_conn *c, void *arg)
+{
+    struct bootstrap *b = arg;
+    return db_identity_bootstrap(c, &b->idn, &b->created);
+}
+
+/* Registers and approves the operator whose key file is cfg->operator_key, once. */
+static int bootstrap_operator(struct server *srv)
+{
+    const char *path = srv->cfg->operator_key;
+    size_t len;
+    char *text = read_file(path, 4096, &len);
+    if (text == NULL) {
+        log_error("operator key %s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct cpx_keyfile kf;
+    const char *bad = cpx_keyfile_parse(text, len, &kf);
+    memset(text, 0, len);
+    free(text);
+    if (bad != NULL) {
+        log_error("operator key %s: %s", path, bad);
+        return -1;
+    }
+    cpx_keypair_wipe(&kf.kp); /* only the public half is needed */
+    struct bootstrap b = { .idn.roles = ROLE_OPERATOR };
+    snprintf(b.idn.id, sizeof b.idn.id, "%s", kf.identity);
+    snprintf(b.idn.name, sizeof b.idn.name, "CPX operator");
+    snprintf(b.idn.reg_no, sizeof b.idn.reg_no, "CPX-OPERATOR");
+    memcpy(b.idn.public_key, kf.kp.pk, sizeof b.idn.public_key);
+    enum db_status st = db_transact(srv->db, DB_SERIALIZABLE, bootstrap_tx, &b);
+    if (st != DB_OK) {
+        log_error("operator key %s: cannot register the operator (%s)", path,
+                  st == DB_CONFLICT ? "its key belongs to another identity" : "database error");
+        return -1;
+    }
+    log_info("operator %s %s", b.idn.id, b.created ? "registered and approved" : "present");
+    return 0;
+}
+
+static int write_port_file(const char *path, unsigned port)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL || fprintf(f, "%u\n", port) < 0 || fclose(f) != 0 || rename(tmp, path) != 0) {
+        log_error("cannot write port file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int server_start(struct server *srv, const struct config *cfg)
+{
+    memset(srv, 0, sizeof *srv);
+    srv->cfg = cfg;
+    pthread_mutex_init(&srv->maint_mu, NULL);
+    pthread_cond_init(&srv->maint_wake, NULL);
+    log_set_level((enum log_level)log_level_parse(cfg->log_level));
+
+    /* The schema first: the pool prepares its statements against it. */
+    if (apply_migrations(cfg->database_url) != 0)
+        return -1;
+    char *err = NULL;
+    srv->db = db_pool_open(cfg->database_url, (size_t)cfg->db_pool, (int)cfg->db_wait_ms, &err);
+    if (srv->db == NULL) {
+        log_error("database: %s", err ? err : "cannot connect");
+        free(err);
+        return -1;
+    }
+    if (cfg->operator_key != NULL && bootstrap_operator(srv) != 0)
+        goto fail;
+    srv->metrics = metrics_create(nroutes, routes_init());
+    srv->replay = replay_create(2 * cfg->clock_skew);
+    if (srv->metrics == NULL || srv->replay == NULL) {
+        log_error("out of memory");
+        goto fail;
+    }
+    if (!http_start(srv))
+        goto fail;
+    if (cfg->port_file != NULL && write_port_file(cfg->port_file, srv->port) != 0)
+        goto fail;
+    srv->maint_running = pthread_create(&srv->maint_thread, NULL, maintenance, srv) == 0;
+    log_info("cpxd listening on https://%s:%u", cfg->listen, srv->port);
+    return 0;
+fail:
+    server_stop(srv);
+    return -1;
+}
+
+void server_stop(struct server *srv)
+{
+    if (srv->maint_running) {
+        pthread_mutex_lock(&srv->maint_mu);
+        srv->maint_stop = true;
+        pthread_cond_signal(&srv->maint_wake);
+        pthread_mutex_unlock(&srv->maint_mu);
+        pthread_join(srv->maint_thread, NULL);
+        srv->maint_running = false;
+    }
+    http_stop(srv);
+    replay_free(srv->replay);
+    metrics_free(srv->metrics);
+    db_pool_close(srv->db);
+    srv->replay = NULL;
+    srv->metrics = NULL;
+    srv->db = NULL;
+    pthread_mutex_destroy(&srv->maint_mu);
+    pthread_cond_destroy(&srv->maint_wake);
+}

@@ -1,0 +1,156 @@
+/*
+ * The state-changing request transaction: see txn.h.
+ */
+#include "server/txn.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ledger/crypto.h"
+#include "server/db_identities.h"
+#include "server/http.h"
+#include "server/server.h"
+
+#define IDEMPOTENCY_KEY_MAX 128
+
+enum db_status tx_ok(struct tx_reply *out, int status, json_t *body)
+{
+    out->decided = true;
+    out->failed = false;
+    out->status = status;
+    json_decref(out->body);
+    out->body = body;
+    return DB_OK;
+}
+
+enum db_status tx_fail(struct tx_reply *out, enum err e, const char *field, const char *fmt, ...)
+{
+    out->decided = true;
+    out->failed = true;
+    out->error = e;
+    snprintf(out->field, sizeof out->field, "%s", field ? field : "");
+    out->message[0] = '\0';
+    if (fmt != NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(out->message, sizeof out->message, fmt, ap);
+        va_end(ap);
+    }
+    return DB_OK;
+}
+
+struct tx_state {
+    struct request *req;
+    handler_tx_fn fn;
+    void *arg;
+    const char *idem_key;  /* Idempotency-Key header, or NULL */
+    uint8_t idem_hash[32]; /* hash of the request the key was used for */
+    char *replayed;        /* a stored first answer being replayed (malloc'd) */
+    int replayed_status;
+    struct tx_reply out;
+};
+
+/* SHA-256 over what makes two requests "the same" for Idempotency-Key: method, target, body. */
+static void request_hash(struct request *req, uint8_t out[32])
+{
+    size_t n = strlen(req->method) + 1 + strlen(req->target) + 1;
+    char *head = malloc(n);
+    if (head == NULL) {
+        memset(out, 0, 32);
+        return;
+    }
+    snprintf(head, n, "%s\n%s", req->method, req->target);
+    cpx_sha256_2(head, n, req->body ? req->body : "", req->body_len, out);
+    free(head);
+}
+
+static enum db_status run_tx(struct db_conn *c, void *arg)
+{
+    struct tx_state *s = arg;
+    struct request *req = s->req;
+    json_decref(s->out.body);
+    memset(&s->out, 0, sizeof s->out);
+    free(s->replayed);
+    s->replayed = NULL;
+
+    int64_t expires = req->auth.ts + req->srv->cfg->clock_skew + 1;
+    enum db_status st = db_signature_record(c, req->auth.sig, expires);
+    if (st == DB_CONFLICT) {
+        tx_fail(&s->out, E_REPLAYED_REQUEST, NULL, NULL);
+        return DB_NO_ROWS;
+    }
+    if (st != DB_OK)
+        return st;
+
+    if (s->idem_key != NULL) {
+        uint8_t hash[32];
+        st = db_idempotency_get(c, req->auth.id, s->idem_key, hash, &s->replayed_status,
+                                &s->replayed);
+        if (st == DB_OK) {
+            if (memcmp(hash, s->idem_hash, 32) != 0) {
+                tx_fail(&s->out, E_IDEMPOTENCY_KEY_REUSED, NULL, NULL);
+                return DB_NO_ROWS;
+            }
+            return DB_OK; /* the signature record commits; the first answer is replayed */
+        }
+        if (st != DB_NO_ROWS)
+            return st;
+    }
+
+    st = s->fn(c, req, s->arg, &s->out);
+    if (st != DB_OK)
+        return st;
+    if (!s->out.decided)
+        return DB_HARD;
+    if (s->out.failed)
+        return DB_NO_ROWS; /* roll back: nothing of a refused request is kept */
+    if (s->idem_key != NULL) {
+        char *text = s->out.body ? json_dumps(s->out.body, JSON_COMPACT) : strdup("{}");
+        if (text == NULL)
+            return DB_HARD;
+        st = db_idempotency_put(c, req->auth.id, s->idem_key, s->idem_hash, s->out.status, text);
+        free(text);
+    }
+    return st;
+}
+
+/* Is the Idempotency-Key header usable: 1 to 128 visible ASCII characters? */
+static bool idem_key_valid(const char *k)
+{
+    size_t n = strlen(k);
+    if (n == 0 || n > IDEMPOTENCY_KEY_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (k[i] <= 0x20 || k[i] >= 0x7f)
+            return false;
+    return true;
+}
+
+void handler_transact(struct request *req, handler_tx_fn fn, void *arg)
+{
+    struct tx_state s = { .req = req, .fn = fn, .arg = arg };
+    s.idem_key = request_header(req, "Idempotency-Key");
+    if (s.idem_key != NULL && !idem_key_valid(s.idem_key)) {
+        reply_error(req, E_INVALID_HEADER, "Idempotency-Key",
+                    "Idempotency-Key must be 1 to %d visible ASCII characters.",
+                    IDEMPOTENCY_KEY_MAX);
+        return;
+    }
+    if (s.idem_key != NULL)
+        request_hash(req, s.idem_hash);
+    enum db_status st = db_transact(req->srv->db, DB_SERIALIZABLE, run_tx, &s);
+    if (s.out.failed)
+        reply_error(req, s.out.error, s.out.field, s.out.message[0] ? "%s" : NULL, s.out.message);
+    else if (st == DB_OK && s.replayed != NULL)
+        reply_json_text(req, s.replayed_status, s.replayed);
+    else if (st == DB_OK)
+        reply_json(req, s.out.status, json_incref(s.out.body));
+    else if (st == DB_UNAVAILABLE || st == DB_SOFT)
+        reply_error(req, E_DATABASE_UNAVAILABLE, NULL, NULL);
+    else
+        reply_error(req, E_INTERNAL, NULL, NULL);
+    json_decref(s.out.body);
+    free(s.replayed);
+}

@@ -1,0 +1,47 @@
+/*
+ * State-changing handlers run their work through handler_transact, which wraps it in one
+ * serializable transaction together with the two things every such request needs:
+ *   - the durable replay guard: the request's signature is recorded in the same transaction, so
+ *     a replay is refused even after a restart has emptied the in-memory cache;
+ *   - Idempotency-Key: a repeat of a request with the same key returns the first answer, and the
+ *     same key on a different request is refused (409).
+ * The handler's function decides the answer with tx_ok or tx_fail; a failure rolls everything
+ * back, so a refused request never leaves half its writes behind.
+ */
+#ifndef CPX_SERVER_TXN_H
+#define CPX_SERVER_TXN_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "server/db.h"
+#include "server/errors.h"
+
+struct request;
+
+/* The answer a transaction decided on. */
+struct tx_reply {
+    bool decided;      /* tx_ok or tx_fail was called */
+    bool failed;       /* tx_fail: roll back and answer error */
+    int status;        /* tx_ok: HTTP status */
+    json_t *body;      /* tx_ok: response body (owned) */
+    enum err error;    /* tx_fail: the error */
+    char field[128];   /* tx_fail: field at fault, or "" */
+    char message[512]; /* tx_fail: sentence, or "" for the table's */
+};
+
+/* The work of one request; see db_tx_fn for the rules (it may run more than once). */
+typedef enum db_status (*handler_tx_fn)(struct db_conn *c, struct request *req, void *arg,
+                                        struct tx_reply *out);
+
+/* Decides a successful answer (body stolen). Returns DB_OK, for `return tx_ok(...)`. */
+enum db_status tx_ok(struct tx_reply *out, int status, json_t *body);
+
+/* Decides an error answer; the transaction rolls back. Returns DB_OK, for `return tx_fail(...)`. */
+enum db_status tx_fail(struct tx_reply *out, enum err e, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Runs fn for req as described above and answers the request. */
+void handler_transact(struct request *req, handler_tx_fn fn, void *arg);
+
+#endif

@@ -1,0 +1,37 @@
+/*
+ * Small helpers the server files share: clocks, RFC 3339 time, reading a file.
+ */
+#ifndef CPX_SERVER_UTIL_H
+#define CPX_SERVER_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RFC3339_MAX 32 /* "2026-11-29T08:00:00.123456Z" and its NUL, with room to spare */
+
+/* Wall-clock time in microseconds since the epoch. */
+int64_t now_us(void);
+
+/* A monotonic clock in nanoseconds, for durations. */
+uint64_t mono_ns(void);
+
+/*
+ * Writes t (unix microseconds) as an RFC 3339 UTC time: whole seconds as "...:SSZ", otherwise
+ * with six fractional digits. Returns out.
+ */
+char *format_rfc3339(int64_t t_us, char out[RFC3339_MAX]);
+
+/*
+ * Parses an RFC 3339 time with a "Z" or numeric offset and up to 6 fractional digits into unix
+ * microseconds. Returns false on anything else (including out-of-range fields).
+ */
+bool parse_rfc3339(const char *s, int64_t *t_us);
+
+/*
+ * Reads a whole file of at most max bytes into a NUL-terminated malloc'd buffer (caller frees).
+ * Returns NULL and sets errno on failure; EFBIG when the file is larger than max.
+ */
+char *read_file(const char *path, size_t max, size_t *len);
+
+#endif
