@@ -4,6 +4,7 @@
 #   make run        build, start a private PostgreSQL under var/ and cpxd on https://127.0.0.1:8443
 #   make test       build, then unit, database, fuzz-replay and end-to-end tests on a throwaway cluster
 #   make SANITIZE=address,undefined test     the same with sanitizers (binaries in build/san-*/bin)
+#   make test T='e2e/*'                       only the tests whose names match the pattern
 #   make bench-matching | bench-ledger        benchmarks that print numbers
 #   make fuzz FUZZ=<target> [FUZZ_SECONDS=60] run one libFuzzer target (clang)
 #
@@ -101,7 +102,7 @@ run: deps
 
 test: deps
 	@$(MAKE) --no-print-directory build-tests
-	@BIN='$(BIN)' TESTBIN='$(B)' SANITIZE='$(SANITIZE)' scripts/test.sh
+	@BIN='$(BIN)' TESTBIN='$(B)' SANITIZE='$(SANITIZE)' T='$(T)' scripts/test.sh
 
 # Only the pure unit tests and fuzz replays: no database, no server.
 test-unit: deps

@@ -275,7 +275,11 @@ enum db_status db_command(struct db_conn *c, const char *name, int nparams,
 /* Runs a fixed command (BEGIN, COMMIT, ROLLBACK) that takes no parameters. */
 static enum db_status simple(struct db_conn *c, const char *sql)
 {
-    return classify(c, PQexec(c->pg, sql), sql);
+    PGresult *r = PQexec(c->pg, sql);
+    enum db_status st = classify(c, r, sql);
+    if (st == DB_OK)
+        PQclear(r);
+    return st;
 }
 
 /* Sleeps before retry `attempt` (1-based): 1, 2, 4 ... ms, with up to 100% jitter. */

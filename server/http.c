@@ -27,6 +27,9 @@
 #include "server/spec.h"
 #include "server/util.h"
 
+/* Bytes of an oversize body read and dropped before answering 413 and closing instead. */
+#define DISCARD_MAX (8u << 20)
+
 /* ---- replies ------------------------------------------------------------------------------ */
 
 void reply_raw(struct request *req, int status, const char *content_type, const char *data,
@@ -247,12 +250,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         req->conn = conn;
         req->method = method;
         req->route = nroutes;
-        /* A declared length over the cap is refused at once, before reading any of it. */
+        /* A declared length far over the cap is refused at once, before reading any of it; the
+         * connection then closes and the client may not see the reply. One moderately over
+         * is read and dropped, so that the client reliably gets its 413. */
         const char *cl = request_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl != NULL && strtoull(cl, NULL, 10) > (unsigned long long)req->srv->cfg->max_body) {
+        unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
+        if (declared > (unsigned long long)req->srv->cfg->max_body) {
             req->too_large = true;
-            dispatch(req);
-            return send_reply(req);
+            if (declared > DISCARD_MAX) {
+                dispatch(req);
+                return send_reply(req);
+            }
         }
         return MHD_YES;
     }
@@ -262,7 +270,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (*upload_data_size > 0) {
         take_body(req, upload_data, *upload_data_size);
+        req->received += *upload_data_size;
         *upload_data_size = 0;
+        if (req->too_large && req->received > DISCARD_MAX) {
+            dispatch(req); /* stop reading an endless body: answer now and close */
+            return send_reply(req);
+        }
         return MHD_YES;
     }
     if (req->status == 0)

@@ -37,6 +37,7 @@ struct request {
     size_t body_len;              /* its length */
     size_t body_cap;              /* its allocation */
     bool too_large;               /* the body exceeded --max-body */
+    size_t received;              /* body bytes received, kept or not */
     json_t *json;                 /* the parsed body, or NULL when there was none */
     bool signed_in;               /* auth and caller are valid */
     struct cpx_auth auth;         /* the parsed Authorization header */

@@ -115,7 +115,8 @@ static int bootstrap_operator(struct server *srv)
     struct bootstrap b = { .idn.roles = ROLE_OPERATOR };
     snprintf(b.idn.id, sizeof b.idn.id, "%s", kf.identity);
     snprintf(b.idn.name, sizeof b.idn.name, "CPX operator");
-    snprintf(b.idn.reg_no, sizeof b.idn.reg_no, "CPX-OPERATOR");
+    /* Registration numbers are unique among live identities: one per operator key. */
+    snprintf(b.idn.reg_no, sizeof b.idn.reg_no, "CPX-OPERATOR-%.16s", kf.identity + 4);
     memcpy(b.idn.public_key, kf.kp.pk, sizeof b.idn.public_key);
     enum db_status st = db_transact(srv->db, DB_SERIALIZABLE, bootstrap_tx, &b);
     if (st != DB_OK) {
