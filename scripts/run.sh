@@ -37,8 +37,10 @@ stop() {
     exit 0
 }
 trap stop INT TERM
-"$BIN/cpxd" --port "$CPX_PORT" --tls-cert "$CPX_VAR/tls/cert.pem" \
-    --tls-key "$CPX_VAR/tls/key.pem" --operator-key "$CPX_VAR/operator.key" &
+rm -f "$CPX_VAR/cpxd.port"
+"$BIN/cpxd" --port "$CPX_PORT" --port-file "$CPX_VAR/cpxd.port" \
+    --tls-cert "$CPX_VAR/tls/cert.pem" --tls-key "$CPX_VAR/tls/key.pem" \
+    --operator-key "$CPX_VAR/operator.key" &
 pid=$!
 set +e
 wait "$pid"

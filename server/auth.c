@@ -60,9 +60,8 @@ bool auth_request(struct request *req, const struct route *route)
     }
     if (route->access == ACCESS_REGISTER)
         return true;
-    enum db_status st = cpx_identity_id_valid(req->auth.id)
-                            ? db_run(req->srv->db, lookup_caller, req)
-                            : DB_NO_ROWS;
+    enum db_status st =
+        cpx_identity_id_valid(req->auth.id) ? db_run(req->srv->db, lookup_caller, req) : DB_NO_ROWS;
     if (st == DB_NO_ROWS) {
         reply_error(req, E_UNKNOWN_IDENTITY, NULL, "No identity has the id %s.", req->auth.id);
         return false;

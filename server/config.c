@@ -14,13 +14,13 @@
 enum kind { STR, INT };
 
 struct setting {
-    const char *flag;   /* long flag without the dashes */
-    const char *env;    /* environment variable */
-    enum kind kind;     /* STR -> char *, INT -> int64_t */
-    size_t offset;      /* field in struct config */
-    const char *dflt;   /* default value as text; NULL for none */
-    int64_t min, max;   /* INT bounds */
-    const char *help;   /* one line for --help */
+    const char *flag; /* long flag without the dashes */
+    const char *env;  /* environment variable */
+    enum kind kind;   /* STR -> char *, INT -> int64_t */
+    size_t offset;    /* field in struct config */
+    const char *dflt; /* default value as text; NULL for none */
+    int64_t min, max; /* INT bounds */
+    const char *help; /* one line for --help */
 };
 
 #define S(f) offsetof(struct config, f)
@@ -44,8 +44,7 @@ static const struct setting settings[] = {
       "seconds a signed request's timestamp may be off" },
     { "db-wait-ms", "CPX_DB_WAIT_MS", INT, S(db_wait_ms), "2000", 1, 60000,
       "milliseconds a request waits for a database connection (then 503)" },
-    { "log-level", "CPX_LOG_LEVEL", STR, S(log_level), "info", 0, 0,
-      "debug, info, warn or error" },
+    { "log-level", "CPX_LOG_LEVEL", STR, S(log_level), "info", 0, 0, "debug, info, warn or error" },
 };
 #undef S
 #define NSETTINGS (sizeof settings / sizeof settings[0])

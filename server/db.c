@@ -80,6 +80,7 @@ static bool conn_open(struct db_pool *pool, struct db_conn *c)
             }
         }
     c->ready = true;
+    c->connected_before = true;
     return true;
 }
 
@@ -190,7 +191,7 @@ struct db_conn *db_acquire(struct db_pool *pool)
     if (c->ready && PQstatus(c->pg) != CONNECTION_OK)
         conn_drop(c);
     if (!c->ready) {
-        bool had = c->pg != NULL;
+        bool had = c->connected_before;
         if (!conn_open(pool, c)) {
             db_release(pool, c);
             return NULL;
@@ -248,8 +249,8 @@ static enum db_status classify(struct db_conn *c, PGresult *r, const char *what)
     return out;
 }
 
-enum db_status db_query(struct db_conn *c, const char *name, int nparams,
-                        const char *const *params, PGresult **res)
+enum db_status db_query(struct db_conn *c, const char *name, int nparams, const char *const *params,
+                        PGresult **res)
 {
     *res = NULL;
     PGresult *r = PQexecPrepared(c->pg, name, nparams, params, NULL, NULL, 0);

@@ -35,20 +35,21 @@ struct db_statement {
 
 /* One connection; used by one thread at a time between db_acquire and db_release. */
 struct db_conn {
-    PGconn *pg;          /* libpq connection, NULL until first connected */
-    bool ready;          /* connected with every statement prepared */
-    char conflict[64];   /* constraint named by the last DB_CONFLICT */
-    char sqlstate[6];    /* SQLSTATE of the last error */
+    PGconn *pg;            /* libpq connection, NULL until first connected */
+    bool ready;            /* connected with every statement prepared */
+    bool connected_before; /* it was up once: the next connect is a reconnect */
+    char conflict[64];     /* constraint named by the last DB_CONFLICT */
+    char sqlstate[6];      /* SQLSTATE of the last error */
 };
 
 /* Figures for /metrics. */
 struct db_pool_stats {
-    size_t size;        /* connections in the pool */
-    size_t in_use;      /* currently acquired */
-    uint64_t waits;     /* acquisitions that had to wait */
-    uint64_t timeouts;  /* acquisitions that gave up */
+    size_t size;         /* connections in the pool */
+    size_t in_use;       /* currently acquired */
+    uint64_t waits;      /* acquisitions that had to wait */
+    uint64_t timeouts;   /* acquisitions that gave up */
     uint64_t reconnects; /* successful reconnections */
-    uint64_t retries;   /* transactions retried after DB_SOFT */
+    uint64_t retries;    /* transactions retried after DB_SOFT */
 };
 
 struct db_pool;
@@ -74,8 +75,8 @@ void db_release(struct db_pool *pool, struct db_conn *c);
  * Runs prepared statement `name` with text parameters (NULL entries are SQL NULL). On DB_OK,
  * *res holds the result (caller PQclears it); on any other status *res is NULL.
  */
-enum db_status db_query(struct db_conn *c, const char *name, int nparams,
-                        const char *const *params, PGresult **res);
+enum db_status db_query(struct db_conn *c, const char *name, int nparams, const char *const *params,
+                        PGresult **res);
 
 /* Runs a statement whose rows are not needed; returns its status and, in *rows, rows affected. */
 enum db_status db_command(struct db_conn *c, const char *name, int nparams,

@@ -22,9 +22,11 @@
 #include <string.h>
 
 #define US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
-#define IDENTITY_COLUMNS                                                                       \
-    "id, name, reg_no, array_to_string(roles, ','), public_key, status, " US("created_at") ", " \
-    "coalesce(" US("decided_at") ", 0), coalesce(decided_by, ''), coalesce(decision_reason, '')"
+#define IDENTITY_COLUMNS                                                                           \
+    "id, name, reg_no, array_to_string(roles, ','), public_key, status, " US(                      \
+        "created_at") ", "                                                                         \
+                      "coalesce(" US("decided_at") ", 0), coalesce(decided_by, ''), "              \
+                                                   "coalesce(decision_reason, '')"
 
 const struct db_statement db_identity_statements[] = {
     { "identity_insert",

@@ -135,12 +135,12 @@ void h_identity_show(struct request *req)
 }
 
 struct list_ctx {
-    int status;       /* filter, or -1 */
-    const char *after; /* cursor */
-    int limit;        /* page size */
-    json_t *items;    /* the page */
+    int status;            /* filter, or -1 */
+    const char *after;     /* cursor */
+    int limit;             /* page size */
+    json_t *items;         /* the page */
     char last[CPX_ID_MAX]; /* id of the last item */
-    int count;        /* items on the page */
+    int count;             /* items on the page */
 };
 
 static bool list_add(const struct identity *idn, void *arg)

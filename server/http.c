@@ -51,7 +51,17 @@ void reply_raw(struct request *req, int status, const char *content_type, const 
 
 void reply_json_text(struct request *req, int status, const char *text)
 {
-    reply_raw(req, status, "application/json", text, strlen(text));
+    /* A final newline: a reply read with curl in a terminal ends its line. */
+    size_t n = strlen(text);
+    char *line = malloc(n + 2);
+    if (line == NULL) {
+        reply_raw(req, status, "application/json", text, n);
+        return;
+    }
+    memcpy(line, text, n);
+    line[n] = '\n';
+    reply_raw(req, status, "application/json", line, n + 1);
+    free(line);
 }
 
 void reply_json(struct request *req, int status, json_t *body)
@@ -86,7 +96,8 @@ void reply_error(struct request *req, enum err e, const char *field, const char 
     json_decref(body);
     /* Out of memory: still answer, with the fixed text of the error. */
     reply_json_text(req, info->status,
-                    text ? text : "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}");
+                    text ? text
+                         : "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}");
     free(text);
 }
 
@@ -156,11 +167,8 @@ static void dispatch(struct request *req)
         return;
     }
     char allow[64];
-    switch (route_find(req->method, req->target, req->path_len, &req->route, req->params,
-                       allow)) {
-    case ROUTE_NO_PATH:
-        reply_error(req, E_NOT_FOUND, NULL, NULL);
-        return;
+    switch (route_find(req->method, req->target, req->path_len, &req->route, req->params, allow)) {
+    case ROUTE_NO_PATH: reply_error(req, E_NOT_FOUND, NULL, NULL); return;
     case ROUTE_WRONG_METHOD:
         reply_error(req, E_METHOD_NOT_ALLOWED, NULL, "This endpoint takes %s.", allow);
         if (req->response != NULL)
@@ -236,8 +244,8 @@ static enum MHD_Result send_reply(struct request *req)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size, void **ctx)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **ctx)
 {
     (void)url;
     (void)version;
@@ -359,14 +367,14 @@ bool http_start(struct server *srv)
     }
     srv->daemon = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, addr,
-        MHD_OPTION_HTTPS_MEM_CERT, cert, MHD_OPTION_HTTPS_MEM_KEY, key,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_URI_LOG_CALLBACK, on_uri,
-        NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)60, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);
+        MHD_OPTION_HTTPS_MEM_CERT, cert, MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)cfg->threads, MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
+        NULL, MHD_OPTION_END);
     if (srv->daemon == NULL) {
-        log_error("cannot listen on %s port %lld (in use? certificate and key valid?)",
-                  cfg->listen, (long long)cfg->port);
+        log_error("cannot listen on %s port %lld (in use? certificate and key valid?)", cfg->listen,
+                  (long long)cfg->port);
         goto done;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);

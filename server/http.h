@@ -26,26 +26,26 @@ struct MHD_Response;
 struct server;
 
 struct request {
-    struct server *srv;           /* the server */
-    struct MHD_Connection *conn;  /* libmicrohttpd's connection */
-    char *target;                 /* raw request target as received: path?query (malloc'd) */
-    size_t path_len;              /* length of the path part of target */
-    const char *method;           /* "GET", ... (libmicrohttpd's string) */
-    size_t route;                 /* index into routes[]; nroutes when none matched */
+    struct server *srv;          /* the server */
+    struct MHD_Connection *conn; /* libmicrohttpd's connection */
+    char *target;                /* raw request target as received: path?query (malloc'd) */
+    size_t path_len;             /* length of the path part of target */
+    const char *method;          /* "GET", ... (libmicrohttpd's string) */
+    size_t route;                /* index into routes[]; nroutes when none matched */
     char params[ROUTE_MAX_PARAMS][CPX_ID_MAX]; /* {param} path segments, in order */
-    char *body;                   /* request body, NUL-terminated (malloc'd), NULL when empty */
-    size_t body_len;              /* its length */
-    size_t body_cap;              /* its allocation */
-    bool too_large;               /* the body exceeded --max-body */
-    size_t received;              /* body bytes received, kept or not */
-    json_t *json;                 /* the parsed body, or NULL when there was none */
-    bool signed_in;               /* auth and caller are valid */
-    struct cpx_auth auth;         /* the parsed Authorization header */
-    struct identity caller;       /* the authenticated identity */
-    bool started;                 /* the first callback has run */
-    uint64_t started_ns;          /* monotonic time the request arrived */
-    int status;                   /* status of the reply, 0 until answered */
-    bool queued;                  /* the reply has been handed to libmicrohttpd */
+    char *body;                    /* request body, NUL-terminated (malloc'd), NULL when empty */
+    size_t body_len;               /* its length */
+    size_t body_cap;               /* its allocation */
+    bool too_large;                /* the body exceeded --max-body */
+    size_t received;               /* body bytes received, kept or not */
+    json_t *json;                  /* the parsed body, or NULL when there was none */
+    bool signed_in;                /* auth and caller are valid */
+    struct cpx_auth auth;          /* the parsed Authorization header */
+    struct identity caller;        /* the authenticated identity */
+    bool started;                  /* the first callback has run */
+    uint64_t started_ns;           /* monotonic time the request arrived */
+    int status;                    /* status of the reply, 0 until answered */
+    bool queued;                   /* the reply has been handed to libmicrohttpd */
     struct MHD_Response *response; /* the reply, until queued */
 };
 

@@ -26,20 +26,20 @@ extern const char *const role_names[];
 enum identity_status { IDENTITY_PENDING, IDENTITY_APPROVED, IDENTITY_REJECTED };
 extern const char *const identity_status_names[];
 
-#define IDENTITY_NAME_MAX 200  /* characters */
-#define IDENTITY_REG_NO_MAX 64 /* characters (ASCII) */
+#define IDENTITY_NAME_MAX   200 /* characters */
+#define IDENTITY_REG_NO_MAX 64  /* characters (ASCII) */
 #define IDENTITY_REASON_MAX 500
 
 struct identity {
-    char id[CPX_ID_MAX];                    /* "idn_..." */
-    char name[IDENTITY_NAME_MAX * 4 + 1];   /* UTF-8 */
-    char reg_no[IDENTITY_REG_NO_MAX + 1];   /* registration number, [A-Za-z0-9-] */
-    unsigned roles;                         /* enum role bits */
-    uint8_t public_key[CPX_ED25519_PK_LEN]; /* the key that signs its requests now */
-    enum identity_status status;            /* pending until an operator decides */
-    int64_t created_at;                     /* unix microseconds */
-    int64_t decided_at;                     /* unix microseconds; 0 while pending */
-    char decided_by[CPX_ID_MAX];            /* operator who decided; "" while pending */
+    char id[CPX_ID_MAX];                      /* "idn_..." */
+    char name[IDENTITY_NAME_MAX * 4 + 1];     /* UTF-8 */
+    char reg_no[IDENTITY_REG_NO_MAX + 1];     /* registration number, [A-Za-z0-9-] */
+    unsigned roles;                           /* enum role bits */
+    uint8_t public_key[CPX_ED25519_PK_LEN];   /* the key that signs its requests now */
+    enum identity_status status;              /* pending until an operator decides */
+    int64_t created_at;                       /* unix microseconds */
+    int64_t decided_at;                       /* unix microseconds; 0 while pending */
+    char decided_by[CPX_ID_MAX];              /* operator who decided; "" while pending */
     char reason[IDENTITY_REASON_MAX * 4 + 1]; /* rejection reason; "" when none */
 };
 

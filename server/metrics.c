@@ -16,20 +16,20 @@
 
 #include "server/db.h"
 
-static const int statuses[] = { 200, 201, 204, 400, 401, 403, 404, 405, 409, 413, 415, 422, 429,
-                                500, 503, 0 /* any other */ };
+static const int statuses[] = { 200, 201, 204, 400, 401, 403, 404, 405,
+                                409, 413, 415, 422, 429, 500, 503, 0 /* any other */ };
 #define NSTATUS (sizeof statuses / sizeof statuses[0])
 
 /* Bucket upper bounds in nanoseconds; the last bucket is +Inf. */
-static const uint64_t bounds_ns[] = { 250000,    500000,    1000000,    2500000,   5000000,
-                                      10000000,  25000000,  50000000,   100000000, 250000000,
+static const uint64_t bounds_ns[] = { 250000,    500000,     1000000,    2500000,   5000000,
+                                      10000000,  25000000,   50000000,   100000000, 250000000,
                                       500000000, 1000000000, 2500000000, 5000000000 };
-#define NBOUND (sizeof bounds_ns / sizeof bounds_ns[0])
+#define NBOUND  (sizeof bounds_ns / sizeof bounds_ns[0])
 #define NBUCKET (NBOUND + 1)
 
 struct metrics {
-    size_t nroutes;             /* routes; slot nroutes is "unmatched" */
-    const char *const *names;   /* route names, borrowed from the route table */
+    size_t nroutes;                 /* routes; slot nroutes is "unmatched" */
+    const char *const *names;       /* route names, borrowed from the route table */
     atomic_uint_fast64_t *requests; /* (nroutes + 1) * NSTATUS counters */
     atomic_uint_fast64_t *buckets;  /* (nroutes + 1) * NBUCKET counters */
     atomic_uint_fast64_t *sum_ns;   /* (nroutes + 1) total durations */

@@ -52,6 +52,7 @@ int migrate(PGconn *pg, const struct migration *list, size_t n, int *applied, ch
     *err = NULL;
     PGresult *r = NULL;
     if (!exec(pg, "BEGIN", 0, NULL, err) ||
+        !exec(pg, "SET LOCAL client_min_messages TO warning", 0, NULL, err) ||
         !exec(pg, "SELECT pg_advisory_xact_lock(" MIGRATION_LOCK ")", 0, NULL, err) ||
         !exec(pg,
               "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -64,8 +65,10 @@ int migrate(PGconn *pg, const struct migration *list, size_t n, int *applied, ch
         goto fail;
     for (int i = 0; i < PQntuples(r); i++)
         if (!known(list, n, PQgetvalue(r, i, 0))) {
-            if (asprintf(err, "the database has migration %s, which this cpxd does not know "
-                              "(is it older than the schema?)", PQgetvalue(r, i, 0)) < 0)
+            if (asprintf(err,
+                         "the database has migration %s, which this cpxd does not know "
+                         "(is it older than the schema?)",
+                         PQgetvalue(r, i, 0)) < 0)
                 *err = NULL;
             goto fail;
         }
@@ -80,8 +83,10 @@ int migrate(PGconn *pg, const struct migration *list, size_t n, int *applied, ch
                 found = PQgetvalue(r, i, 1);
         if (found != NULL) {
             if (strcmp(found, hex) != 0) {
-                if (asprintf(err, "migration %s was changed after it was applied; add a new "
-                                  "migration instead", list[m].name) < 0)
+                if (asprintf(err,
+                             "migration %s was changed after it was applied; add a new "
+                             "migration instead",
+                             list[m].name) < 0)
                     *err = NULL;
                 goto fail;
             }

@@ -1,6 +1,6 @@
 /*
- * Schema migrations: the numbered files of schema/, compiled into cpxd (scripts/embed-migrations.sh)
- * and applied in order at start.
+ * Schema migrations: the numbered files of schema/, compiled into cpxd
+ * (scripts/embed-migrations.sh) and applied in order at start.
  */
 #ifndef CPX_SERVER_MIGRATE_H
 #define CPX_SERVER_MIGRATE_H

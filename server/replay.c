@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NSHARD 16
+#define NSHARD        16
 #define INITIAL_SLOTS 1024
 
 struct key {
@@ -38,7 +38,7 @@ struct shard {
 };
 
 struct replay_cache {
-    int64_t period;             /* seconds between rotations */
+    int64_t period; /* seconds between rotations */
     struct shard shards[NSHARD];
 };
 

@@ -58,8 +58,7 @@ static bool path_fits(const char *pattern, const char *path, size_t len,
             size_t n = 0;
             while (s + n < end && s[n] != '/' && param_char(s[n]))
                 n++;
-            if (n == 0 || n >= CPX_ID_MAX || (s + n < end && s[n] != '/') ||
-                np == ROUTE_MAX_PARAMS)
+            if (n == 0 || n >= CPX_ID_MAX || (s + n < end && s[n] != '/') || np == ROUTE_MAX_PARAMS)
                 return false;
             memcpy(params[np], s, n);
             params[np++][n] = '\0';

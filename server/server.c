@@ -23,7 +23,7 @@
 #include "server/routes.h"
 #include "server/util.h"
 
-#define CONNECT_ATTEMPTS 20    /* at start, one every half second */
+#define CONNECT_ATTEMPTS    20 /* at start, one every half second */
 #define MAINTENANCE_SECONDS 30 /* between prunes of expired request signatures */
 
 static enum db_status prune(struct db_conn *c, void *arg)

@@ -58,8 +58,8 @@ static const char *word_list(const char *const *values, char *out, size_t cap)
     return out;
 }
 
-static bool parse_object(const json_t *obj, const struct spec *spec, void *dest,
-                         const char *prefix, struct spec_error *err);
+static bool parse_object(const json_t *obj, const struct spec *spec, void *dest, const char *prefix,
+                         struct spec_error *err);
 
 /* Parses one present value v of field s (full dotted name `path`) into dest. */
 static bool parse_value(const json_t *v, const struct spec *s, void *dest, const char *path,
@@ -73,12 +73,11 @@ static bool parse_value(const json_t *v, const struct spec *s, void *dest, const
             return fail(err, E_INVALID_FIELD, path, "%s must be a string", path);
         const char *str = json_string_value(v);
         if (strlen(str) != json_string_length(v) || has_control(str))
-            return fail(err, E_INVALID_FIELD, path, "%s must not contain control characters",
-                        path);
+            return fail(err, E_INVALID_FIELD, path, "%s must not contain control characters", path);
         size_t n = utf8_length(str);
         if ((int64_t)n < s->min || (int64_t)n > s->max)
-            return fail(err, E_OUT_OF_RANGE, path, "%s must be %lld to %lld characters long",
-                        path, (long long)s->min, (long long)s->max);
+            return fail(err, E_OUT_OF_RANGE, path, "%s must be %lld to %lld characters long", path,
+                        (long long)s->min, (long long)s->max);
         *(const char **)at = str;
         return true;
     }
@@ -145,8 +144,8 @@ static bool parse_value(const json_t *v, const struct spec *s, void *dest, const
     return fail(err, E_INTERNAL, path, "unknown field type");
 }
 
-static bool parse_object(const json_t *obj, const struct spec *spec, void *dest,
-                         const char *prefix, struct spec_error *err)
+static bool parse_object(const json_t *obj, const struct spec *spec, void *dest, const char *prefix,
+                         struct spec_error *err)
 {
     char path[128];
     for (const struct spec *s = spec; s->name != NULL; s++) {

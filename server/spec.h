@@ -45,15 +45,42 @@ struct spec {
     const struct spec *fields; /* SPEC_OBJECT: the nested table */
 };
 
-#define SPEC_STR(n, T, f, req, lo, hi) { n, SPEC_STRING, req, offsetof(T, f), lo, hi, NULL, NULL }
-#define SPEC_INT(n, T, f, req, lo, hi) { n, SPEC_INT, req, offsetof(T, f), lo, hi, NULL, NULL }
-#define SPEC_BOOL(n, T, f, req) { n, SPEC_BOOL, req, offsetof(T, f), 0, 0, NULL, NULL }
-#define SPEC_ENUM(n, T, f, req, vals) { n, SPEC_ENUM, req, offsetof(T, f), 0, 0, vals, NULL }
-#define SPEC_SET(n, T, f, req, vals) { n, SPEC_SET, req, offsetof(T, f), 0, 0, vals, NULL }
-#define SPEC_KEY(n, T, f, req) { n, SPEC_KEY, req, offsetof(T, f), 0, 0, NULL, NULL }
-#define SPEC_TIME(n, T, f, req) { n, SPEC_TIME, req, offsetof(T, f), 0, 0, NULL, NULL }
-#define SPEC_OBJ(n, req, sub) { n, SPEC_OBJECT, req, 0, 0, 0, NULL, sub }
-#define SPEC_END { NULL, SPEC_STRING, false, 0, 0, 0, NULL, NULL }
+#define SPEC_STR(n, T, f, req, lo, hi)                                                             \
+    {                                                                                              \
+        n, SPEC_STRING, req, offsetof(T, f), lo, hi, NULL, NULL                                    \
+    }
+#define SPEC_INT(n, T, f, req, lo, hi)                                                             \
+    {                                                                                              \
+        n, SPEC_INT, req, offsetof(T, f), lo, hi, NULL, NULL                                       \
+    }
+#define SPEC_BOOL(n, T, f, req)                                                                    \
+    {                                                                                              \
+        n, SPEC_BOOL, req, offsetof(T, f), 0, 0, NULL, NULL                                        \
+    }
+#define SPEC_ENUM(n, T, f, req, vals)                                                              \
+    {                                                                                              \
+        n, SPEC_ENUM, req, offsetof(T, f), 0, 0, vals, NULL                                        \
+    }
+#define SPEC_SET(n, T, f, req, vals)                                                               \
+    {                                                                                              \
+        n, SPEC_SET, req, offsetof(T, f), 0, 0, vals, NULL                                         \
+    }
+#define SPEC_KEY(n, T, f, req)                                                                     \
+    {                                                                                              \
+        n, SPEC_KEY, req, offsetof(T, f), 0, 0, NULL, NULL                                         \
+    }
+#define SPEC_TIME(n, T, f, req)                                                                    \
+    {                                                                                              \
+        n, SPEC_TIME, req, offsetof(T, f), 0, 0, NULL, NULL                                        \
+    }
+#define SPEC_OBJ(n, req, sub)                                                                      \
+    {                                                                                              \
+        n, SPEC_OBJECT, req, 0, 0, 0, NULL, sub                                                    \
+    }
+#define SPEC_END                                                                                   \
+    {                                                                                              \
+        NULL, SPEC_STRING, false, 0, 0, 0, NULL, NULL                                              \
+    }
 
 struct spec_error {
     enum err code;     /* E_MALFORMED_JSON, E_MISSING_FIELD, E_INVALID_FIELD, ... */

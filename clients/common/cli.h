@@ -16,7 +16,7 @@
 #include "clients/common/client.h"
 
 #define CLI_MAX_FLAGS 24
-#define CLI_MAX_ARGS 8
+#define CLI_MAX_ARGS  8
 
 /* A flag a command takes. */
 struct cli_flag {

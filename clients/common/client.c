@@ -85,8 +85,8 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
 }
 
 /* The timestamp to sign a request with: now, or later than any identical recent request. */
-static int64_t pick_ts(struct client *cl, const char *method, const char *target,
-                       const char *body, size_t body_len)
+static int64_t pick_ts(struct client *cl, const char *method, const char *target, const char *body,
+                       size_t body_len)
 {
     uint8_t digest[32];
     size_t n = strlen(method) + strlen(target) + 2;

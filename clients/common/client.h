@@ -19,20 +19,20 @@
 #define CLIENT_PATH_MAX 4096
 
 struct client {
-    char url[1024];             /* base URL, no trailing slash */
-    char cacert[CLIENT_PATH_MAX]; /* CA certificate file; "" to use the system's */
+    char url[1024];                 /* base URL, no trailing slash */
+    char cacert[CLIENT_PATH_MAX];   /* CA certificate file; "" to use the system's */
     char key_path[CLIENT_PATH_MAX]; /* key file */
-    struct cpx_keyfile key;     /* the loaded key (valid when have_key) */
-    bool have_key;              /* key was loaded */
-    void *curl;                 /* libcurl easy handle, reused so connections stay open */
+    struct cpx_keyfile key;         /* the loaded key (valid when have_key) */
+    bool have_key;                  /* key was loaded */
+    void *curl;                     /* libcurl easy handle, reused so connections stay open */
     /* Signatures are single-use: the server refuses a second request with the same signed
      * string. Identical requests inside one second therefore get later timestamps; `recent`
      * remembers the last few signed requests (digest without the timestamp, and its ts). */
     struct {
-        uint8_t digest[32];     /* SHA-256 of method, target and body */
-        int64_t ts;             /* timestamp it was last signed with */
+        uint8_t digest[32]; /* SHA-256 of method, target and body */
+        int64_t ts;         /* timestamp it was last signed with */
     } recent[16];
-    unsigned recent_next;       /* next slot of recent to overwrite */
+    unsigned recent_next; /* next slot of recent to overwrite */
 };
 
 /* A reply from the exchange. */

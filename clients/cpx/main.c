@@ -17,16 +17,16 @@
 #include "ledger/keyfile.h"
 
 struct ctx {
-    struct client cl;   /* connection settings and key */
-    bool json;          /* --json */
+    struct client cl; /* connection settings and key */
+    bool json;        /* --json */
 };
 
 struct command {
-    const char *words;  /* "admin approve" */
-    const char *usage;  /* arguments, for help */
-    const char *help;   /* one line */
+    const char *words;            /* "admin approve" */
+    const char *usage;            /* arguments, for help */
+    const char *help;             /* one line */
     const struct cli_flag *flags; /* flags it takes */
-    bool needs_key;     /* loads the key file first */
+    bool needs_key;               /* loads the key file first */
     int (*run)(struct ctx *c, const struct cli_flag *flags, const struct cli_args *a);
 };
 
@@ -86,8 +86,8 @@ static const struct cli_flag register_flags[] = {
 };
 
 /* Sends a request (body stolen). Returns false when no reply arrived. */
-static bool send_request(struct ctx *c, const char *method, const char *target, json_t *body, bool sign,
-                 const char *idempotency_key, struct client_reply *r)
+static bool send_request(struct ctx *c, const char *method, const char *target, json_t *body,
+                         bool sign, const char *idempotency_key, struct client_reply *r)
 {
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
@@ -132,8 +132,8 @@ static int cmd_register(struct ctx *c, const struct cli_flag *flags, const struc
     json_t *body = json_pack("{s:s, s:s, s:o, s:s}", "name", name, "reg_no", reg_no, "roles", list,
                              "public_key", pk);
     struct client_reply r;
-    bool ok = send_request(c, "POST", "/v1/identities", body, true, cli_get(flags, a, "idempotency-key"),
-                   &r);
+    bool ok = send_request(c, "POST", "/v1/identities", body, true,
+                           cli_get(flags, a, "idempotency-key"), &r);
     int rc;
     if (c->json || !ok || r.status != 201) {
         rc = cli_report(&r, ok, c->json);
@@ -255,8 +255,8 @@ static const struct command commands[] = {
       "list identities (operators, regulators)", list_flags, true, cmd_identity_list },
     { "admin pending", "[--limit N] [--after CURSOR]", "list identities awaiting approval",
       list_flags, true, cmd_admin_pending },
-    { "admin approve", "ID [--reason TEXT]", "approve a pending identity (operators)",
-      decide_flags, true, cmd_admin_approve },
+    { "admin approve", "ID [--reason TEXT]", "approve a pending identity (operators)", decide_flags,
+      true, cmd_admin_approve },
     { "admin reject", "ID --reason TEXT", "reject a pending identity (operators)", decide_flags,
       true, cmd_admin_reject },
     { "health", "", "check that the exchange and its database answer", no_flags, false,

@@ -90,8 +90,7 @@ static void register_show_approve(void **state)
     r = call(&op, "POST", target, "{}");
     assert_int_equal(r.status, 200);
     assert_string_equal(json_string_value(json_object_get(r.json, "status")), "approved");
-    assert_string_equal(json_string_value(json_object_get(r.json, "decided_by")),
-                        op.key.identity);
+    assert_string_equal(json_string_value(json_object_get(r.json, "decided_by")), op.key.identity);
     client_reply_free(&r);
 
     /* Approving twice is a conflict, not a second approval. */
@@ -127,9 +126,8 @@ static void reject_needs_reason(void **state)
     struct client_reply r = call(&op, "POST", target, "{}");
     assert_int_equal(r.status, 400);
     assert_string_equal(code_of(&r), "missing_field");
-    assert_string_equal(json_string_value(json_object_get(json_object_get(r.json, "error"),
-                                                          "field")),
-                        "reason");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(r.json, "error"), "field")), "reason");
     client_reply_free(&r);
     r = call(&op, "POST", target, "{\"reason\":\"registration number not found\"}");
     assert_int_equal(r.status, 200);
@@ -269,9 +267,10 @@ static void replay_refused_across_restart(void **state)
     cpx_identity_id_for_key(k.kp.pk, k.identity);
     char pk[45], body[512], auth[CPX_AUTH_HEADER_MAX + 32];
     cpx_public_key_encode(k.kp.pk, pk);
-    snprintf(body, sizeof body,
-             "{\"name\":\"grace\",\"reg_no\":\"GR-%s\",\"roles\":[\"buyer\"],\"public_key\":\"%s\"}",
-             k.identity + 4, pk);
+    snprintf(
+        body, sizeof body,
+        "{\"name\":\"grace\",\"reg_no\":\"GR-%s\",\"roles\":[\"buyer\"],\"public_key\":\"%s\"}",
+        k.identity + 4, pk);
     sign_header(&k, "POST", "/v1/identities", (int64_t)time(NULL), body, strlen(body), auth);
     const char *headers[] = { auth, "Content-Type: application/json", NULL };
     struct raw_reply r;

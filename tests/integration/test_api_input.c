@@ -20,7 +20,7 @@
 static struct test_server srv;
 static struct cpx_keyfile newkey; /* a key not yet registered */
 static char newkey_pk[45];
-static struct client op;          /* the operator */
+static struct client op; /* the operator */
 
 static int setup(void **state)
 {
@@ -61,7 +61,7 @@ static void post_register(const char *body, size_t len, const char *content_type
 
 struct bad_case {
     const char *what;
-    const char *body;  /* "%s" is replaced by newkey's public key */
+    const char *body; /* "%s" is replaced by newkey's public key */
     long status;
     const char *code;
     const char *field; /* NULL: no field expected */
@@ -72,24 +72,23 @@ static const struct bad_case bad_bodies[] = {
     { "an array", "[1,2]", 400, "malformed_json", NULL },
     { "a string", "\"hello\"", 400, "malformed_json", NULL },
     { "duplicate keys",
-      "{\"name\":\"a\",\"name\":\"b\",\"reg_no\":\"R1\",\"roles\":[\"buyer\"],\"public_key\":\"%s\"}",
+      "{\"name\":\"a\",\"name\":\"b\",\"reg_no\":\"R1\",\"roles\":[\"buyer\"],\"public_key\":\"%"
+      "s\"}",
       400, "malformed_json", NULL },
     { "missing name", "{\"reg_no\":\"R1\",\"roles\":[\"buyer\"],\"public_key\":\"%s\"}", 400,
       "missing_field", "name" },
-    { "null name",
-      "{\"name\":null,\"reg_no\":\"R1\",\"roles\":[\"buyer\"],\"public_key\":\"%s\"}", 400,
-      "missing_field", "name" },
-    { "name a number",
-      "{\"name\":7,\"reg_no\":\"R1\",\"roles\":[\"buyer\"],\"public_key\":\"%s\"}", 400,
-      "invalid_field", "name" },
+    { "null name", "{\"name\":null,\"reg_no\":\"R1\",\"roles\":[\"buyer\"],\"public_key\":\"%s\"}",
+      400, "missing_field", "name" },
+    { "name a number", "{\"name\":7,\"reg_no\":\"R1\",\"roles\":[\"buyer\"],\"public_key\":\"%s\"}",
+      400, "invalid_field", "name" },
     { "empty name", "{\"name\":\"\",\"reg_no\":\"R1\",\"roles\":[\"buyer\"],\"public_key\":\"%s\"}",
       400, "out_of_range", "name" },
     { "name with a newline",
       "{\"name\":\"a\\nb\",\"reg_no\":\"R1\",\"roles\":[\"buyer\"],\"public_key\":\"%s\"}", 400,
       "invalid_field", "name" },
     { "name with a NUL escape (refused by the JSON decoder)",
-      "{\"name\":\"a\\u0000b\",\"reg_no\":\"R1\",\"roles\":[\"buyer\"],\"public_key\":\"%s\"}",
-      400, "malformed_json", NULL },
+      "{\"name\":\"a\\u0000b\",\"reg_no\":\"R1\",\"roles\":[\"buyer\"],\"public_key\":\"%s\"}", 400,
+      "malformed_json", NULL },
     { "reg_no with a space",
       "{\"name\":\"a\",\"reg_no\":\"R 1\",\"roles\":[\"buyer\"],\"public_key\":\"%s\"}", 400,
       "invalid_field", "reg_no" },
@@ -113,8 +112,8 @@ static const struct bad_case bad_bodies[] = {
       "{\"name\":\"a\",\"reg_no\":\"R1\",\"roles\":[\"buyer\"],\"public_key\":\"AAAA\"}", 400,
       "invalid_field", "public_key" },
     { "unknown field",
-      "{\"name\":\"a\",\"reg_no\":\"R1\",\"roles\":[\"buyer\"],\"public_key\":\"%s\",\"x\":1}",
-      400, "unknown_field", "x" },
+      "{\"name\":\"a\",\"reg_no\":\"R1\",\"roles\":[\"buyer\"],\"public_key\":\"%s\",\"x\":1}", 400,
+      "unknown_field", "x" },
     { "huge integer where a string goes",
       "{\"name\":99999999999999999999999999,\"reg_no\":\"R1\",\"roles\":[\"buyer\"]}", 400,
       "malformed_json", NULL },
@@ -332,10 +331,8 @@ int main(void)
     cpx_crypto_init();
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(bad_bodies_refused),
-        cmocka_unit_test(http_level_errors),
-        cmocka_unit_test(authentication_failures),
-        cmocka_unit_test(tampered_body),
+        cmocka_unit_test(bad_bodies_refused),      cmocka_unit_test(http_level_errors),
+        cmocka_unit_test(authentication_failures), cmocka_unit_test(tampered_body),
         cmocka_unit_test(roles_enforced),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);

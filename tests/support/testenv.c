@@ -147,10 +147,22 @@ static void spawn(struct test_server *ts, const char *const *args)
     snprintf(cpxd, sizeof cpxd, "%s/cpxd", env("CPX_TEST_BIN"));
     snprintf(cert, sizeof cert, "%s/tls/cert.pem", env("CPX_TEST_VAR"));
     snprintf(key, sizeof key, "%s/tls/key.pem", env("CPX_TEST_VAR"));
-    const char *argv[64] = { cpxd,           "--port",      "0",          "--port-file",
-                             port_file,      "--tls-cert",  cert,         "--tls-key",
-                             key,            "--database-url", ts->db_url, "--operator-key",
-                             ts->operator_key, "--threads", "4",          "--log-level",
+    const char *argv[64] = { cpxd,
+                             "--port",
+                             "0",
+                             "--port-file",
+                             port_file,
+                             "--tls-cert",
+                             cert,
+                             "--tls-key",
+                             key,
+                             "--database-url",
+                             ts->db_url,
+                             "--operator-key",
+                             ts->operator_key,
+                             "--threads",
+                             "4",
+                             "--log-level",
                              "warn" };
     size_t n = 17;
     for (size_t i = 0; args != NULL && args[i] != NULL && n < 62; i++)
@@ -234,8 +246,8 @@ void test_client(const struct test_server *ts, struct client *cl, const char *ke
         assert_true(client_load_key(cl));
 }
 
-void test_identity(const struct test_server *ts, const char *name, const char *roles,
-                   bool approve, struct client *cl, char *id)
+void test_identity(const struct test_server *ts, const char *name, const char *roles, bool approve,
+                   struct client *cl, char *id)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/%s.key", ts->dir, name);

@@ -38,13 +38,13 @@ void test_db_exec(const char *url, const char *sql);
 
 /* A cpxd under test. */
 struct test_server {
-    pid_t pid;                /* its process */
-    uint16_t port;            /* port it listens on */
-    char url[64];             /* https://127.0.0.1:port */
-    char db_url[512];         /* its database */
-    char dir[256];            /* scratch folder: operator key, logs, key files */
-    char operator_key[320];   /* key file of the bootstrap operator */
-    char log[320];            /* cpxd's output */
+    pid_t pid;              /* its process */
+    uint16_t port;          /* port it listens on */
+    char url[64];           /* https://127.0.0.1:port */
+    char db_url[512];       /* its database */
+    char dir[256];          /* scratch folder: operator key, logs, key files */
+    char operator_key[320]; /* key file of the bootstrap operator */
+    char log[320];          /* cpxd's output */
 };
 
 /*
@@ -65,15 +65,15 @@ void test_client(const struct test_server *ts, struct client *cl, const char *ke
 /* Makes a new key file in ts->dir named name.key, registers it with roles (comma-separated
  * role words) and, when approve, approves it as the operator. Sets up cl to sign with it and
  * writes its id into id (CPX_ID_MAX bytes). */
-void test_identity(const struct test_server *ts, const char *name, const char *roles,
-                   bool approve, struct client *cl, char *id);
+void test_identity(const struct test_server *ts, const char *name, const char *roles, bool approve,
+                   struct client *cl, char *id);
 
 /* A raw reply. */
 struct raw_reply {
     long status;
-    char *body;      /* malloc'd, NUL-terminated */
-    json_t *json;    /* parsed body or NULL */
-    char allow[64];  /* Allow header, when present */
+    char *body;     /* malloc'd, NUL-terminated */
+    json_t *json;   /* parsed body or NULL */
+    char allow[64]; /* Allow header, when present */
 };
 
 /*
