@@ -25,13 +25,18 @@ passed=0
 logdir=$(mktemp -d "${TMPDIR:-/tmp}/cpx-test-logs.XXXXXX")
 
 # run NAME COMMAND...: runs one test, prints one line, keeps the log of failures.
+# selected NAME: is the test named NAME selected by T?
+selected() {
+    case "$1" in
+    ${T:-*}) return 0 ;;
+    *) return 1 ;;
+    esac
+}
+
 run() {
     name=$1
     shift
-    case "$name" in
-    ${T:-*}) ;;
-    *) return 0 ;;
-    esac
+    selected "$name" || return 0
     log="$logdir/$(echo "$name" | tr '/ ' '__').log"
     start=$(date +%s.%N)
     "$@" >"$log" 2>&1
@@ -56,6 +61,7 @@ echo "== fuzz corpus replays"
 for t in "$TESTBIN"/fuzz-replay/fuzz_*; do
     [ -x "$t" ] || continue
     name=$(basename "$t")
+    selected "fuzz/$name" || continue
     corpus=tests/fuzz/corpus/${name#fuzz_}
     if [ -d "$corpus" ]; then
         run "fuzz/$name" "$t" "$corpus"

@@ -112,11 +112,12 @@ enum db_status db_identity_bootstrap(struct db_conn *c, const struct identity *i
     return st;
 }
 
-enum db_status db_identity_get(struct db_conn *c, const char *id, struct identity *out)
+/* Runs a statement that returns at most one identity row into out; DB_NO_ROWS when none. */
+static enum db_status one_identity(struct db_conn *c, const char *stmt, int nparams,
+                                   const char *const *params, struct identity *out)
 {
-    const char *params[] = { id };
     PGresult *r;
-    enum db_status st = db_query(c, "identity_get", 1, params, &r);
+    enum db_status st = db_query(c, stmt, nparams, params, &r);
     if (st != DB_OK)
         return st;
     st = PQntuples(r) == 1 ? DB_OK : DB_NO_ROWS;
@@ -126,19 +127,17 @@ enum db_status db_identity_get(struct db_conn *c, const char *id, struct identit
     return st;
 }
 
+enum db_status db_identity_get(struct db_conn *c, const char *id, struct identity *out)
+{
+    const char *params[] = { id };
+    return one_identity(c, "identity_get", 1, params, out);
+}
+
 enum db_status db_identity_decide(struct db_conn *c, const char *id, enum identity_status to,
                                   const char *by, const char *reason, struct identity *out)
 {
     const char *params[] = { id, identity_status_names[to], by, reason };
-    PGresult *r;
-    enum db_status st = db_query(c, "identity_decide", 4, params, &r);
-    if (st != DB_OK)
-        return st;
-    st = PQntuples(r) == 1 ? DB_OK : DB_NO_ROWS;
-    if (st == DB_OK)
-        identity_from_row(r, 0, out);
-    PQclear(r);
-    return st;
+    return one_identity(c, "identity_decide", 4, params, out);
 }
 
 enum db_status db_identity_list(struct db_conn *c, int status, const char *after, int limit,

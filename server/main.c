@@ -3,6 +3,7 @@
  * SIGINT or SIGTERM, then stops cleanly: the listener finishes requests in flight, the database
  * connections close.
  */
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 
@@ -19,6 +20,7 @@ int main(int argc, char **argv)
         config_free(&cfg);
         return rc > 0 ? 0 : 2;
     }
+    json_object_seed(0); /* jansson's hash seed, set before any thread makes objects */
     if (cpx_crypto_init() != 0) {
         fprintf(stderr, "cpxd: cannot initialise libsodium\n");
         return 1;

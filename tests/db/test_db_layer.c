@@ -358,9 +358,6 @@ static void reconnects_after_the_server_drops_it(void **state)
 
 int main(void)
 {
-    if (!test_env_ready())
-        return 1;
-    cpx_crypto_init();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(migrations_apply_once_and_detect_edits),
         cmocka_unit_test(schema_constraints),
@@ -370,5 +367,5 @@ int main(void)
         cmocka_unit_test(serialization_failures_are_retried),
         cmocka_unit_test(reconnects_after_the_server_drops_it),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return test_main(tests, sizeof tests / sizeof tests[0], setup, teardown);
 }

@@ -288,10 +288,6 @@ static void replay_refused_across_restart(void **state)
 
 int main(void)
 {
-    if (!test_env_ready())
-        return 1;
-    cpx_crypto_init();
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(register_show_approve),
         cmocka_unit_test(reject_needs_reason),
@@ -300,7 +296,5 @@ int main(void)
         cmocka_unit_test(paging),
         cmocka_unit_test(replay_refused_across_restart),
     };
-    int rc = cmocka_run_group_tests(tests, setup, teardown);
-    curl_global_cleanup();
-    return rc;
+    return test_main(tests, sizeof tests / sizeof tests[0], setup, teardown);
 }

@@ -326,16 +326,10 @@ static void roles_enforced(void **state)
 
 int main(void)
 {
-    if (!test_env_ready())
-        return 1;
-    cpx_crypto_init();
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bad_bodies_refused),      cmocka_unit_test(http_level_errors),
         cmocka_unit_test(authentication_failures), cmocka_unit_test(tampered_body),
         cmocka_unit_test(roles_enforced),
     };
-    int rc = cmocka_run_group_tests(tests, setup, teardown);
-    curl_global_cleanup();
-    return rc;
+    return test_main(tests, sizeof tests / sizeof tests[0], setup, teardown);
 }

@@ -73,14 +73,8 @@ static void survives_restart(void **state)
 
 int main(void)
 {
-    if (!test_env_ready())
-        return 1;
-    cpx_crypto_init();
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(survives_restart),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    curl_global_cleanup();
-    return rc;
+    return test_main(tests, sizeof tests / sizeof tests[0], NULL, NULL);
 }

@@ -39,6 +39,17 @@ bool test_env_ready(void)
     return true;
 }
 
+int test_main(const struct CMUnitTest *tests, size_t n, int (*setup)(void **),
+              int (*teardown)(void **))
+{
+    if (!test_env_ready() || cpx_crypto_init() != 0 ||
+        curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return 1;
+    int rc = _cmocka_run_group_tests("tests", tests, n, setup, teardown);
+    curl_global_cleanup();
+    return rc;
+}
+
 static void admin_url(const char *db, char *out, size_t cap)
 {
     snprintf(out, cap, "postgresql:///%s?host=%s&user=cpx_admin", db, env("CPX_TEST_PG_HOST"));

@@ -23,6 +23,13 @@
 /* Prints what is missing and returns false when not run under `make test`. */
 bool test_env_ready(void);
 
+struct CMUnitTest;
+
+/* The main of a database or end-to-end test: checks the environment, initialises the crypto and
+ * HTTP libraries, runs the group and returns its exit status. */
+int test_main(const struct CMUnitTest *tests, size_t n, int (*setup)(void **),
+              int (*teardown)(void **));
+
 /* Creates an empty database owned by role cpx; writes its URL into url (512 bytes). */
 void test_db_create(char url[512]);
 
