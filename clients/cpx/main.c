@@ -140,6 +140,7 @@ static int cmd_register(struct ctx *c, const struct cli_flag *flags, const struc
     } else {
         /* The id alone on stdout: it is what a person or a script needs next. */
         printf("%s\n", json_string_value(json_object_get(r.json, "id")));
+        fflush(stdout);
         fprintf(stderr, "registered; status %s until an operator approves it\n",
                 json_string_value(json_object_get(r.json, "status")));
         rc = 0;
