@@ -137,6 +137,9 @@ format-check:
 clean:
 	rm -rf build bin
 
+# Objects of test binaries are intermediate files to make; keep them so nothing rebuilds twice.
+.SECONDARY:
+
 # ---- rules ---------------------------------------------------------------------------------
 $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
