@@ -156,7 +156,7 @@ enum cpx_audit_status cpx_audit_record(struct cpx_audit *a, const void *bytes, s
 bool cpx_audit_sigjob_verify(struct cpx_record *scratch, const void *bytes, size_t len,
                              const struct cpx_audit_sigjob *job);
 
-/* Records that a deferred job's signature failed. */
+/* Records that a deferred job's signature failed. Report every job before cpx_audit_finish. */
 void cpx_audit_sigjob_failed(struct cpx_audit *a, const struct cpx_audit_sigjob *job);
 
 /* Feeds a signed checkpoint (note bytes as served). Returns OK, E_ORDER or E_NOMEM. */
