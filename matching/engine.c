@@ -4,10 +4,10 @@
  * Pools
  * -----
  * Records, extensions, secondary nodes and levels each live in an array the engine grows by
- * doubling (realloc through the caller's allocator). Items are named by 32-bit index, so growth
- * never invalidates a reference. Freed items go on a per-pool free list threaded through a
- * field the free item does not need; `live` counts the items handed out, so cap - live is what
- * can still be had without growing.
+ * half its size when full (realloc through the caller's allocator). Items are named by 32-bit
+ * index, so growth never invalidates a reference. Freed items go on a per-pool free list threaded
+ * through a field the free item does not need; `live` counts the items handed out, so cap - live is
+ * what can still be had without growing.
  *
  * A command never fails half-way for lack of memory: before it changes anything, reserve()
  * grows every pool to hold the worst case of one command (one record, one extension, 63 more
@@ -60,13 +60,14 @@ static int resize(mx_engine *e, void **arr, size_t elem, size_t want)
     return 1;
 }
 
-/* Grows a pool array so that cap - live >= need. Returns 1 on success, 0 when out of memory. */
+/* Grows a pool array (by half, or to what is needed) so that cap - live >= need. Returns 1 on
+ * success, 0 when out of memory. */
 static int pool_reserve(mx_engine *e, void **arr, uint32_t *cap, uint32_t live, size_t elem,
                         uint32_t need)
 {
     if ((uint64_t)*cap - live >= need)
         return 1;
-    uint64_t want = (uint64_t)*cap * 2;
+    uint64_t want = (uint64_t)*cap + *cap / 2;
     if (want < (uint64_t)live + need)
         want = (uint64_t)live + need;
     if (want < 16)
@@ -253,7 +254,7 @@ mx_engine *mx_engine_create(const mx_config *cfg)
     while (((size_t)1 << bits) < expected && bits < 31)
         bits++;
     size_t nsides = (size_t)MX_NPREC * cfg->regions * 2;
-    uint32_t want_recs = (uint32_t)(expected + expected / 16 + 8);
+    uint32_t want_recs = (uint32_t)expected + 2; /* + the incoming order */
     e->bucket_bits = bits;
     int ok = resize(e, (void **)&e->sides, sizeof *e->sides, nsides) &&
              (e->buckets = buckets_new(e, bits)) != NULL &&

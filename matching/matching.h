@@ -46,7 +46,7 @@
  * Memory
  * ------
  * The engine allocates its pools with the caller's allocator (or libc realloc/free) at creation,
- * sized by mx_config.expected_orders, and grows them by doubling when needed. A command that
+ * sized by mx_config.expected_orders, and grows them by half when needed. A command that
  * would need memory that cannot be had is rejected (MX_R_NO_MEMORY) before it changes anything.
  */
 #ifndef CPX_MATCHING_H

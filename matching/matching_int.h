@@ -257,6 +257,41 @@ static inline uint32_t mx_next_node(const mx_engine *e, uint32_t ri, uint32_t re
     return more == MX_NIL ? MX_NIL : (more | MX_NODE_TAG);
 }
 
+extern const mx_bid mx_default_bid; /* a bid with every constraint off (read-only) */
+extern const mx_ask mx_default_ask; /* an ask with no attributes (read-only) */
+
+/* Spec of a record for constraint checks: its extension's, or the defaults (no constraint,
+ * no attribute). */
+static inline const mx_bid *mx_bid_spec(const mx_engine *e, const mx_rec *r)
+{
+    return r->ext == MX_NIL ? &mx_default_bid : &e->exts[r->ext].spec.bid;
+}
+
+static inline const mx_ask *mx_ask_spec(const mx_engine *e, const mx_rec *r)
+{
+    return r->ext == MX_NIL ? &mx_default_ask : &e->exts[r->ext].spec.ask;
+}
+
+/* TFLOPS per device of ask record r at precision p. */
+static inline uint32_t mx_ask_tflops(const mx_engine *e, const mx_rec *r, unsigned p)
+{
+    return r->ext == MX_NIL ? r->size : e->exts[r->ext].spec.ask.tflops[p];
+}
+
+/* Price of ask record r at precision p. */
+static inline int64_t mx_ask_price(const mx_engine *e, const mx_rec *r, unsigned p)
+{
+    return r->ext == MX_NIL ? r->price : e->exts[r->ext].spec.ask.price[p];
+}
+
+/* Conservation class of a record (MX_Q_*). */
+static inline unsigned mx_qclass(const mx_rec *r)
+{
+    if (r->side == MX_ASK)
+        return MX_Q_ASK_DEVICES;
+    return r->qty_kind == MX_QTY_DEVICES ? MX_Q_BID_DEVICES : MX_Q_BID_TFLOPS;
+}
+
 /* ---- engine.c ------------------------------------------------------------------------------- */
 
 /* Sends ev to the sink. */
@@ -272,9 +307,6 @@ void mx_rest(mx_engine *e, uint32_t ri);
 void mx_retire(mx_engine *e, uint32_t ri);
 
 /* ---- spec.c --------------------------------------------------------------------------------- */
-
-extern const mx_bid mx_default_bid; /* a bid with every constraint off (read-only) */
-extern const mx_ask mx_default_ask; /* an ask with no attributes (read-only) */
 
 /* Validation of a spec at clock now. Returns MX_OK or the rejection reason. */
 mx_reason mx_check_bid(const mx_engine *e, const mx_bid *b, int64_t now);
@@ -292,14 +324,6 @@ int64_t mx_ask_expires(const mx_ask *a);
 /* Copies the canonical spec of record ri into *out (quantity/devices = remaining). */
 void mx_rec_bid(const mx_engine *e, uint32_t ri, mx_bid *out);
 void mx_rec_ask(const mx_engine *e, uint32_t ri, mx_ask *out);
-/* Spec of a record for constraint checks: its extension's, or the defaults. */
-const mx_bid *mx_bid_spec(const mx_engine *e, const mx_rec *r);
-const mx_ask *mx_ask_spec(const mx_engine *e, const mx_rec *r);
-/* TFLOPS per device and price of ask record r at precision p. */
-uint32_t mx_ask_tflops(const mx_engine *e, const mx_rec *r, unsigned p);
-int64_t mx_ask_price(const mx_engine *e, const mx_rec *r, unsigned p);
-/* Conservation class of a record (MX_Q_*). */
-unsigned mx_qclass(const mx_rec *r);
 
 /* ---- book.c --------------------------------------------------------------------------------- */
 

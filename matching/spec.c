@@ -191,33 +191,6 @@ int64_t mx_ask_expires(const mx_ask *a)
     return earlier(a->tif == MX_GTD ? a->expiry : 0, a->available_until);
 }
 
-const mx_bid *mx_bid_spec(const mx_engine *e, const mx_rec *r)
-{
-    return r->ext == MX_NIL ? &mx_default_bid : &e->exts[r->ext].spec.bid;
-}
-
-const mx_ask *mx_ask_spec(const mx_engine *e, const mx_rec *r)
-{
-    return r->ext == MX_NIL ? &mx_default_ask : &e->exts[r->ext].spec.ask;
-}
-
-uint32_t mx_ask_tflops(const mx_engine *e, const mx_rec *r, unsigned p)
-{
-    return r->ext == MX_NIL ? r->size : e->exts[r->ext].spec.ask.tflops[p];
-}
-
-int64_t mx_ask_price(const mx_engine *e, const mx_rec *r, unsigned p)
-{
-    return r->ext == MX_NIL ? r->price : e->exts[r->ext].spec.ask.price[p];
-}
-
-unsigned mx_qclass(const mx_rec *r)
-{
-    if (r->side == MX_ASK)
-        return MX_Q_ASK_DEVICES;
-    return r->qty_kind == MX_QTY_DEVICES ? MX_Q_BID_DEVICES : MX_Q_BID_TFLOPS;
-}
-
 void mx_rec_bid(const mx_engine *e, uint32_t ri, mx_bid *out)
 {
     const mx_rec *r = &e->recs[ri];
