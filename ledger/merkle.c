@@ -38,13 +38,14 @@ void cpx_merkle_leaf_hash(struct cpx_sha256_ctx *h, const void *data, size_t len
 void cpx_merkle_node_hash(struct cpx_sha256_ctx *h, const uint8_t left[CPX_HASH_LEN],
                           const uint8_t right[CPX_HASH_LEN], uint8_t out[CPX_HASH_LEN])
 {
-    uint8_t both[2 * CPX_HASH_LEN]; /* copied first: out may alias left or right */
-    memcpy(both, left, CPX_HASH_LEN);
-    memcpy(both + CPX_HASH_LEN, right, CPX_HASH_LEN);
+    uint8_t msg[1 + 2 * CPX_HASH_LEN]; /* one buffer, one update; out may alias left or right */
+    msg[0] = NODE_PREFIX;
+    memcpy(msg + 1, left, CPX_HASH_LEN);
+    memcpy(msg + 1 + CPX_HASH_LEN, right, CPX_HASH_LEN);
     if (h != NULL)
-        cpx_sha256_ctx_digest(h, &NODE_PREFIX, 1, both, sizeof both, NULL, 0, out);
+        cpx_sha256_ctx_digest(h, msg, sizeof msg, NULL, 0, NULL, 0, out);
     else
-        cpx_sha256_2(&NODE_PREFIX, 1, both, sizeof both, out);
+        cpx_sha256(msg, sizeof msg, out);
 }
 
 void cpx_merkle_empty_root(uint8_t out[CPX_HASH_LEN])
@@ -59,20 +60,38 @@ void cpx_merkle_range_init(struct cpx_merkle_range *r)
     r->size = 0;
 }
 
-bool cpx_merkle_range_append(struct cpx_sha256_ctx *h, struct cpx_merkle_range *r,
-                             const uint8_t leaf_hash[CPX_HASH_LEN])
+size_t cpx_merkle_range_append_nodes(struct cpx_sha256_ctx *h, struct cpx_merkle_range *r,
+                                     const uint8_t leaf_hash[CPX_HASH_LEN],
+                                     struct cpx_merkle_node *out)
 {
     if (r->size == UINT64_MAX)
-        return false;
+        return 0;
     uint8_t carry[CPX_HASH_LEN];
     memcpy(carry, leaf_hash, CPX_HASH_LEN);
     unsigned level = 0;
-    /* Like binary increment: each set low bit merges its peak into the carry. */
-    for (; (r->size >> level) & 1; level++)
+    size_t n = 0;
+    /* Like binary increment: each set low bit merges its peak into the carry, completing the
+     * full node one level up. */
+    for (;; level++) {
+        if (out != NULL) {
+            out[n].level = level;
+            out[n].index = r->size >> level;
+            memcpy(out[n].hash, carry, CPX_HASH_LEN);
+        }
+        n++;
+        if (!((r->size >> level) & 1))
+            break;
         cpx_merkle_node_hash(h, r->peaks[level], carry, carry);
+    }
     memcpy(r->peaks[level], carry, CPX_HASH_LEN);
     r->size++;
-    return true;
+    return n;
+}
+
+bool cpx_merkle_range_append(struct cpx_sha256_ctx *h, struct cpx_merkle_range *r,
+                             const uint8_t leaf_hash[CPX_HASH_LEN])
+{
+    return cpx_merkle_range_append_nodes(h, r, leaf_hash, NULL) != 0;
 }
 
 /* Folds peaks of the set bits of size (lowest first, each new one on the left) into out. */

@@ -96,6 +96,24 @@ void cpx_merkle_range_init(struct cpx_merkle_range *r);
 bool cpx_merkle_range_append(struct cpx_sha256_ctx *h, struct cpx_merkle_range *r,
                              const uint8_t leaf_hash[CPX_HASH_LEN]);
 
+/* A full node by its coordinates, as a node store keeps it. */
+struct cpx_merkle_node {
+    unsigned level;             /* 0 for leaves */
+    uint64_t index;             /* position within the level */
+    uint8_t hash[CPX_HASH_LEN]; /* its hash */
+};
+
+/*
+ * Appends one leaf hash like cpx_merkle_range_append and writes into out (room for
+ * CPX_MERKLE_MAX_LEVELS + 1 entries) every full node the append completes: the leaf at (0, old
+ * size) and one node per level the carry reaches. These are exactly the rows a node store must
+ * gain for the new size. Returns their number (1 + the trailing one bits of the old size), or 0
+ * (r unchanged) when r is full.
+ */
+size_t cpx_merkle_range_append_nodes(struct cpx_sha256_ctx *h, struct cpx_merkle_range *r,
+                                     const uint8_t leaf_hash[CPX_HASH_LEN],
+                                     struct cpx_merkle_node *out);
+
 /* out = MTH of the range's tree (the empty-tree hash for size 0). */
 void cpx_merkle_range_root(struct cpx_sha256_ctx *h, const struct cpx_merkle_range *r,
                            uint8_t out[CPX_HASH_LEN]);

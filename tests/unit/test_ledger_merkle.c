@@ -448,6 +448,92 @@ static void test_store_reads_logarithmic(void **state)
     }
 }
 
+/* The nodes an append completes are exactly the full nodes the in-memory tree gains. */
+static void test_append_nodes(void **state)
+{
+    struct fixture *f = *state;
+    struct cpx_merkle_store s = cpx_merkle_tree_store(&f->tree);
+    struct cpx_merkle_range r;
+    struct cpx_merkle_node nodes[CPX_MERKLE_MAX_LEVELS + 1];
+    cpx_merkle_range_init(&r);
+    size_t total = 0;
+    for (uint64_t i = 0; i < MAX_TREE; i++) {
+        size_t n = cpx_merkle_range_append_nodes(f->h, &r, f->leaves[i], nodes);
+        assert_int_equal(n, 1 + (size_t)__builtin_ctzll(~i));
+        for (size_t k = 0; k < n; k++) {
+            uint8_t want[32];
+            assert_int_equal(nodes[k].level, k);
+            assert_int_equal(nodes[k].index, i >> k);
+            assert_int_equal(s.get(s.ctx, nodes[k].level, nodes[k].index, want), 0);
+            assert_memory_equal(nodes[k].hash, want, 32);
+        }
+        total += n;
+    }
+    assert_int_equal(total, 2 * MAX_TREE - 1); /* 512 leaves: a perfect tree */
+}
+
+/* A store that only records which nodes were asked for, then one that serves a fetched set:
+ * the two-pass pattern merkle.h describes for a database. */
+struct recorder {
+    struct cpx_merkle_node asked[256]; /* requested coordinates (hashes filled by the fetch) */
+    size_t n;                          /* how many */
+};
+
+static int record_get(void *ctx, unsigned level, uint64_t index, uint8_t out[32])
+{
+    struct recorder *r = ctx;
+    if (r->n == 256)
+        return -1;
+    r->asked[r->n].level = level;
+    r->asked[r->n++].index = index;
+    memset(out, 0, 32);
+    return 0;
+}
+
+static int fetched_get(void *ctx, unsigned level, uint64_t index, uint8_t out[32])
+{
+    const struct recorder *r = ctx;
+    for (size_t k = 0; k < r->n; k++)
+        if (r->asked[k].level == level && r->asked[k].index == index) {
+            memcpy(out, r->asked[k].hash, 32);
+            return 0;
+        }
+    return -1;
+}
+
+static void test_two_pass_store(void **state)
+{
+    struct fixture *f = *state;
+    struct cpx_merkle_store real = cpx_merkle_tree_store(&f->tree);
+    struct recorder rec;
+    struct cpx_merkle_store first = { record_get, &rec }, second = { fetched_get, &rec };
+    for (uint64_t n = 2; n <= MAX_TREE; n += 37) {
+        for (uint64_t i = 0; i < n; i += 11) {
+            struct cpx_inclusion_proof want, got;
+            rec.n = 0;
+            assert_int_equal(cpx_merkle_inclusion_proof(&first, f->h, i, n, &got), CPX_MERKLE_OK);
+            for (size_t k = 0; k < rec.n; k++) /* the one query */
+                assert_int_equal(
+                    real.get(real.ctx, rec.asked[k].level, rec.asked[k].index, rec.asked[k].hash),
+                    0);
+            assert_int_equal(cpx_merkle_inclusion_proof(&second, f->h, i, n, &got), CPX_MERKLE_OK);
+            assert_int_equal(cpx_merkle_inclusion_proof(&real, f->h, i, n, &want), CPX_MERKLE_OK);
+            assert_int_equal(got.n, want.n);
+            assert_memory_equal(got.hashes, want.hashes, want.n * 32);
+
+            struct cpx_consistency_proof cw, cg;
+            rec.n = 0;
+            assert_int_equal(cpx_merkle_consistency_proof(&first, f->h, i, n, &cg), CPX_MERKLE_OK);
+            for (size_t k = 0; k < rec.n; k++)
+                real.get(real.ctx, rec.asked[k].level, rec.asked[k].index, rec.asked[k].hash);
+            assert_int_equal(cpx_merkle_consistency_proof(&second, f->h, i, n, &cg), CPX_MERKLE_OK);
+            assert_int_equal(cpx_merkle_consistency_proof(&real, f->h, i, n, &cw), CPX_MERKLE_OK);
+            assert_int_equal(cg.n, cw.n);
+            assert_memory_equal(cg.hashes, cw.hashes, cw.n * 32);
+        }
+    }
+}
+
 /* ---- wire form ----------------------------------------------------------------------------- */
 
 static void test_wire_round_trip(void **state)
@@ -520,6 +606,7 @@ int main(void)
         cmocka_unit_test(test_verifier_edge_cases), cmocka_unit_test(test_roots_all_sizes),
         cmocka_unit_test(test_inclusion_all_pairs), cmocka_unit_test(test_consistency_all_pairs),
         cmocka_unit_test(test_bit_flips_rejected),  cmocka_unit_test(test_store_reads_logarithmic),
+        cmocka_unit_test(test_append_nodes),        cmocka_unit_test(test_two_pass_store),
         cmocka_unit_test(test_wire_round_trip),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
