@@ -580,8 +580,8 @@ static void test_wire_round_trip(void **state)
         "{\"leaf_index\":0,\"hashes\":[],\"tree_size\":1}",
         "{\"hashes\": [],\"leaf_index\":0,\"tree_size\":1}",
         "{\"hashes\":[],\"leaf_index\":0.0,\"tree_size\":1}",
-        "{\"hashes\":[\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB=\"],\"leaf_index\":0,"
-        "\"tree_size\":2}",
+        ("{\"hashes\":[\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB=\"],\"leaf_index\":0,"
+         "\"tree_size\":2}"),
     };
     for (size_t i = 0; i < sizeof bad_inclusion / sizeof bad_inclusion[0]; i++)
         assert_non_null(

@@ -156,8 +156,8 @@ static void test_envelope_rejections(void **state)
         "{\"kind\":\"bill\",\"payload\":{},\"seq\":\"0\",\"ts\":0,\"v\":1}",
         "{\"kind\":\"Bill\",\"payload\":{},\"seq\":0,\"ts\":0,\"v\":1}",
         "{\"kind\":\"\",\"payload\":{},\"seq\":0,\"ts\":0,\"v\":1}",
-        "{\"kind\":\"a_very_long_kind_name_beyond_31_chars\",\"payload\":{},\"seq\":0,\"ts\":0,"
-        "\"v\":1}",
+        ("{\"kind\":\"a_very_long_kind_name_beyond_31_chars\",\"payload\":{},\"seq\":0,"
+         "\"ts\":0,\"v\":1}"),
         "{\"kind\":\"bill\",\"payload\":[],\"seq\":0,\"ts\":0,\"v\":1}",
         "{\"kind\":\"bill\",\"payload\":{},\"seq\":0,\"ts\":0,\"v\":1,\"x\":0}",
         "{\"kind\":\"bill\",\"party\":null,\"payload\":{},\"seq\":0,\"ts\":0,\"v\":1}",
