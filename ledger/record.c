@@ -100,6 +100,15 @@ static bool get_b64_exact(const struct cpx_canon_doc *d, const struct cpx_canon_
            cpx_b64_decode((const char *)text + 1, len - 2, out, n) == (long)n;
 }
 
+/* The number of code points in a valid UTF-8 string (continuation bytes are not counted). */
+static size_t utf8_chars(const char *s)
+{
+    size_t n = 0;
+    for (; *s != '\0'; s++)
+        n += ((unsigned char)*s & 0xc0) != 0x80;
+    return n;
+}
+
 /* True when s is printable ASCII without spaces (request targets, registration numbers). */
 static bool visible_ascii(const char *s)
 {
@@ -355,8 +364,9 @@ const char *cpx_identity_payload_parse(const struct cpx_record *r, struct cpx_id
         return "identity payload must have exactly id, name, public_key, reg_no and roles";
     if (!get_id(d, p, out->id))
         return "identity id is not an identity id";
-    if (!get_string(d, p, "name", out->name, sizeof out->name, 1, CPX_NAME_MAX - 1))
-        return "identity name must be 1..200 bytes";
+    if (!get_string(d, p, "name", out->name, sizeof out->name, 1, CPX_NAME_MAX - 1) ||
+        utf8_chars(out->name) > CPX_NAME_CHARS)
+        return "identity name must be 1..200 characters";
     if (!get_string(d, p, "reg_no", out->reg_no, sizeof out->reg_no, 1, CPX_REG_NO_MAX - 1) ||
         !visible_ascii(out->reg_no))
         return "identity reg_no must be 1..64 visible ASCII characters";

@@ -61,7 +61,8 @@
 #define CPX_RECORD_MAX      (1024 * 1024) /* longest record accepted, in bytes */
 #define CPX_RECORD_BODY_MAX (256 * 1024)  /* longest party request body */
 #define CPX_KIND_NAME_MAX   32            /* longest kind name, with its NUL */
-#define CPX_NAME_MAX        201           /* identity name: 1..200 bytes, with its NUL */
+#define CPX_NAME_CHARS      200           /* identity name: 1..200 characters */
+#define CPX_NAME_MAX        801           /* ... of UTF-8 (<= 4 bytes each), with its NUL */
 #define CPX_REG_NO_MAX      65            /* registration number: 1..64 bytes, with its NUL */
 #define CPX_REASON_MAX      501           /* rejection reason: 1..500 bytes, with its NUL */
 
@@ -178,7 +179,7 @@ bool cpx_record_body_in_payload(const struct cpx_record *r, struct cpx_canon_doc
 /* identity: {"id","name","public_key","reg_no","roles"} */
 struct cpx_identity_payload {
     char id[CPX_ID_MAX];                    /* "idn_..." derived from public_key */
-    char name[CPX_NAME_MAX];                /* organisation name, 1..200 bytes of UTF-8 */
+    char name[CPX_NAME_MAX];                /* organisation name, 1..200 characters */
     char reg_no[CPX_REG_NO_MAX];            /* registration number, 1..64 printable ASCII */
     unsigned roles;                         /* enum cpx_role bits, at least one */
     uint8_t public_key[CPX_ED25519_PK_LEN]; /* the identity's first key */

@@ -308,6 +308,24 @@ static void test_identity_payloads(void **state)
              "{\"id\":\"%s\",\"name\":\"A\",\"public_key\":\"%s\",\"reg_no\":\"1\","
              "\"roles\":[\"buyer\",\"buyer\"]}",
              p.id, pk64);
+    /* 200 characters of Chinese (600 bytes) are a valid name, 201 are not. */
+    char long_name[1024], payload[2048];
+    for (int chars = 200; chars <= 201; chars++) {
+        long_name[0] = '\0';
+        for (int i = 0; i < chars; i++)
+            strcat(long_name, "\xe4\xb8\xad");
+        snprintf(payload, sizeof payload,
+                 "{\"id\":\"%s\",\"name\":\"%s\",\"public_key\":\"%s\",\"reg_no\":\"1\","
+                 "\"roles\":[\"buyer\"]}",
+                 p.id, long_name, pk64);
+        struct fx_log m;
+        fx_log_init(&m);
+        fx_append(&m, "identity", payload, NULL, NULL, NULL, NULL);
+        decode(&m, 0, &r);
+        if ((cpx_identity_payload_parse(&r, &ip) == NULL) != (chars == 200))
+            fail_msg("name of %d characters", chars);
+        fx_log_free(&m);
+    }
     for (size_t i = 0; i < 8; i++) {
         struct fx_log m;
         fx_log_init(&m);
