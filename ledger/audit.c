@@ -15,7 +15,7 @@
  *   parties    the key table: identity id -> (key in force, roles, status), an open-addressing
  *              hash table (power-of-two capacity, linear probing, never more than half full,
  *              no deletions: identities are never removed from the ledger).
- *   next_seq   the seq the next record should carry.
+ *   next_seq   the seq the next record should carry; last_ts the latest record time seen.
  *
  * Invariants: range.size == records fed (plus the loaded state's); every pending size >=
  * range.size; verified_size <= range.size.
@@ -96,6 +96,7 @@ struct cpx_audit {
     uint64_t *mismatch;                  /* positions where served and claimed leaves differ */
     size_t n_mismatch, cap_mismatch;     /* entries used and allocated */
     uint64_t next_seq;                   /* seq expected next */
+    int64_t last_ts;                     /* the latest record ts so far (unix ms) */
     bool fed;                            /* a record or checkpoint has been fed */
     bool have_verified;                  /* verified_* hold a checkpoint */
     uint64_t verified_size;              /* last checkpoint matched against the tree */
@@ -132,6 +133,7 @@ const char *cpx_audit_reason_code(enum cpx_audit_reason r)
     case CPX_AUDIT_ROOT_MISMATCH: return "root_mismatch";
     case CPX_AUDIT_CHECKPOINT_BEYOND: return "checkpoint_beyond_log";
     case CPX_AUDIT_CONSISTENCY: return "consistency";
+    case CPX_AUDIT_TS_ORDER: return "ts_order";
     }
     return "unknown";
 }
@@ -450,6 +452,17 @@ static void add_leaf(struct cpx_audit *a, uint64_t pos, const void *bytes, size_
     a->mismatch[a->n_mismatch++] = pos;
 }
 
+/* Checks that record time does not go back. */
+static void check_ts(struct cpx_audit *a, uint64_t seq, int64_t ts)
+{
+    if (ts < a->last_ts)
+        fail(a, seq, CPX_AUDIT_TS_ORDER,
+             "record %" PRIu64 " has ts %" PRId64 ", earlier than %" PRId64 " before it", seq, ts,
+             a->last_ts);
+    else
+        a->last_ts = ts;
+}
+
 /* Checks sequence continuity for seq. */
 static void check_seq(struct cpx_audit *a, uint64_t seq)
 {
@@ -641,6 +654,7 @@ enum cpx_audit_status cpx_audit_record(struct cpx_audit *a, const void *bytes, s
     case CPX_RECORD_OK:
         seq = a->rec.seq;
         check_seq(a, seq);
+        check_ts(a, seq, a->rec.ts);
         verify = check_record(a, pk);
         break;
     case CPX_RECORD_E_CANON:
@@ -734,7 +748,7 @@ bool cpx_audit_verified(const struct cpx_audit *a, uint64_t *size, uint8_t root[
 /* ---- state --------------------------------------------------------------------------------- */
 
 /*
- * {"checked":N,"next_seq":S,"parties":[{"id","public_key","roles","status"}...],
+ * {"checked":N,"last_ts":T,"next_seq":S,"parties":[{"id","public_key","roles","status"}...],
  *  "range":["<b64 peak>"... lowest level first],"v":1,"verified_root":"<b64>"|null,
  *  "verified_size":M}
  */
@@ -742,6 +756,7 @@ enum cpx_canon_error cpx_audit_state_write(const struct cpx_audit *a, struct cpx
 {
     cpx_canon_begin_object(w);
     cpx_canon_kv_int(w, "checked", (int64_t)a->range.size);
+    cpx_canon_kv_int(w, "last_ts", a->last_ts);
     cpx_canon_kv_int(w, "next_seq", (int64_t)a->next_seq);
     cpx_canon_key(w, "parties", 7);
     cpx_canon_begin_array(w);
@@ -847,18 +862,19 @@ const char *cpx_audit_state_load(struct cpx_audit *a, const void *json, size_t l
         goto cleanup;
     }
     const struct cpx_canon_node *root = cpx_canon_root(&doc);
-    uint64_t checked, next_seq, vsize, v;
+    uint64_t checked, next_seq, vsize, v, last_ts;
     const struct cpx_canon_node *parties = cpx_canon_get(&doc, root, "parties");
     const struct cpx_canon_node *range = cpx_canon_get(&doc, root, "range");
     const struct cpx_canon_node *vroot = cpx_canon_get(&doc, root, "verified_root");
-    if (root->type != CPX_CANON_OBJECT || root->count != 7 || !state_uint(&doc, root, "v", &v) ||
+    if (root->type != CPX_CANON_OBJECT || root->count != 8 || !state_uint(&doc, root, "v", &v) ||
         v != 1 || !state_uint(&doc, root, "checked", &checked) ||
         !state_uint(&doc, root, "next_seq", &next_seq) ||
+        !state_uint(&doc, root, "last_ts", &last_ts) ||
         !state_uint(&doc, root, "verified_size", &vsize) || parties == NULL ||
         parties->type != CPX_CANON_ARRAY || range == NULL || range->type != CPX_CANON_ARRAY ||
         vroot == NULL) {
-        err = "state must have checked, next_seq, parties, range, v, verified_root and "
-              "verified_size";
+        err = "state must have checked, last_ts, next_seq, parties, range, v, verified_root "
+              "and verified_size";
         goto cleanup;
     }
     if (range->count != (uint32_t)__builtin_popcountll(checked)) {
@@ -886,6 +902,7 @@ const char *cpx_audit_state_load(struct cpx_audit *a, const void *json, size_t l
         goto cleanup;
     }
     a->next_seq = next_seq;
+    a->last_ts = (int64_t)last_ts;
     for (e = cpx_canon_first(&doc, parties); e != NULL && err == NULL; e = cpx_canon_next(&doc, e))
         err = load_party(a, &doc, e);
 cleanup:

@@ -8,6 +8,7 @@
  *   canonical    each record is canonical JSON                       reason "canonical"
  *   envelope     ... and a valid record envelope (record.h)           "envelope"
  *   continuity   seq is 0, 1, 2, ... with no gap and no repeat        "seq_gap", "seq_order"
+ *   time         ts never goes back                                   "ts_order"
  *   kind         the kind is one this auditor knows                   "unknown_kind"
  *   party rules  kinds a party must originate have a party part,     "party_missing",
  *                exchange-only kinds have none                        "party_unexpected"
@@ -90,6 +91,7 @@ enum cpx_audit_reason {
     CPX_AUDIT_ROOT_MISMATCH,     /* checkpoint root differs from the rebuilt tree's */
     CPX_AUDIT_CHECKPOINT_BEYOND, /* checkpoint covers more records than were served */
     CPX_AUDIT_CONSISTENCY,       /* new checkpoint not proved consistent with the saved one */
+    CPX_AUDIT_TS_ORDER,          /* a record's ts is earlier than the record before it */
 };
 
 /* The stable code of reason r ("party_sig"). Never NULL; static. */

@@ -350,13 +350,15 @@ static void test_reordered_records(void **state)
     struct cpx_audit *a = run_audit(&w.log, &s, CPX_AUDIT_SIGS_INLINE);
     size_t nf;
     const struct cpx_audit_failure *f = cpx_audit_failures(a, &nf);
-    assert_true(nf >= 3);
+    assert_true(nf >= 4);
     assert_int_equal(f[0].seq, 31);
     assert_int_equal(f[0].reason, CPX_AUDIT_SEQ_GAP); /* 32 came where 31 belongs */
     assert_int_equal(f[1].seq, 31);
     assert_int_equal(f[1].reason, CPX_AUDIT_SEQ_ORDER); /* then 31, late */
-    assert_int_equal(f[2].seq, 40);
-    assert_int_equal(f[2].reason, CPX_AUDIT_ROOT_MISMATCH);
+    assert_int_equal(f[2].seq, 31);
+    assert_int_equal(f[2].reason, CPX_AUDIT_TS_ORDER); /* and earlier than 32 */
+    assert_int_equal(f[3].seq, 40);
+    assert_int_equal(f[3].reason, CPX_AUDIT_ROOT_MISMATCH);
     cpx_audit_free(a);
     fx_log_free(&w.log);
 }
@@ -609,6 +611,9 @@ static void test_identity_rules(void **state)
              "\"roles\":[\"buyer\"]}",
              op.id, pk64);
     uint64_t s_payload = fx_append(&l, "identity", bad_identity, NULL, NULL, NULL, NULL);
+    l.ts_ms -= 10; /* the exchange's clock went back */
+    uint64_t s_ts = fx_bill(&l, 5);
+    l.ts_ms += 20;
     uint64_t s_envelope = l.n;
     fx_append(&l, "bill", "{\"amount\":2}", NULL, NULL, NULL, NULL);
     l.rec[s_envelope][l.len[s_envelope] - 2] = '2'; /* "v":2 */
@@ -620,17 +625,24 @@ static void test_identity_rules(void **state)
     struct serve s = { &l, NULL, l.n, NULL, notes, lens, 1 };
     struct cpx_audit *a = run_audit(&l, &s, CPX_AUDIT_SIGS_INLINE);
     uint64_t want[][2] = {
-        { s_unknown, CPX_AUDIT_PARTY_UNKNOWN },       { s_pending, CPX_AUDIT_PARTY_STATUS },
-        { s_role, CPX_AUDIT_PARTY_STATUS },           { s_dup, CPX_AUDIT_IDENTITY },
-        { s_by_buyer, CPX_AUDIT_PARTY_STATUS },       { s_again, CPX_AUDIT_IDENTITY },
-        { s_bill_party, CPX_AUDIT_PARTY_UNEXPECTED }, { s_no_party, CPX_AUDIT_PARTY_MISSING },
-        { s_kind, CPX_AUDIT_UNKNOWN_KIND },           { s_body, CPX_AUDIT_BODY_MISMATCH },
-        { s_old_key, CPX_AUDIT_PARTY_SIG },           { s_payload, CPX_AUDIT_PAYLOAD },
+        { s_unknown, CPX_AUDIT_PARTY_UNKNOWN },
+        { s_pending, CPX_AUDIT_PARTY_STATUS },
+        { s_role, CPX_AUDIT_PARTY_STATUS },
+        { s_dup, CPX_AUDIT_IDENTITY },
+        { s_by_buyer, CPX_AUDIT_PARTY_STATUS },
+        { s_again, CPX_AUDIT_IDENTITY },
+        { s_bill_party, CPX_AUDIT_PARTY_UNEXPECTED },
+        { s_no_party, CPX_AUDIT_PARTY_MISSING },
+        { s_kind, CPX_AUDIT_UNKNOWN_KIND },
+        { s_body, CPX_AUDIT_BODY_MISMATCH },
+        { s_old_key, CPX_AUDIT_PARTY_SIG },
+        { s_payload, CPX_AUDIT_PAYLOAD },
+        { s_ts, CPX_AUDIT_TS_ORDER },
         { s_envelope, CPX_AUDIT_ENVELOPE },
     };
     expect_failures(a, want, sizeof want / sizeof want[0]);
     /* Every reason has a distinct code. */
-    for (int r = CPX_AUDIT_CANONICAL; r <= CPX_AUDIT_CONSISTENCY; r++)
+    for (int r = CPX_AUDIT_CANONICAL; r <= CPX_AUDIT_TS_ORDER; r++)
         for (int q = CPX_AUDIT_CANONICAL; q < r; q++)
             assert_string_not_equal(cpx_audit_reason_code((enum cpx_audit_reason)r),
                                     cpx_audit_reason_code((enum cpx_audit_reason)q));
