@@ -276,8 +276,11 @@ void mt_gen_next(mt_gen *g, const ref_engine *view, mx_command *c)
             gen_bid(g, &c->bid, id, who);
         else
             gen_ask(g, &c->ask, id, who);
-    } else if (r < 98) {
+    } else if (r < 97) {
         c->kind = MX_CMD_EXPIRE;
+    } else if (r < 98) {
+        c->kind = mt_chance(&g->rng, 10) ? 0 : MX_CMD_BID; /* unknown kind, or a reused id */
+        gen_bid(g, &c->bid, target(g, view), owner);
     } else {
         c->kind = MX_CMD_CANCEL;
         c->id = g->next_id + 1000; /* unknown */

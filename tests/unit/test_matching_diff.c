@@ -28,6 +28,29 @@
 #include "tests/support/matching_gen.h"
 #include "tests/support/matching_testkit.h"
 
+/* What the streams exercised: events by kind, and rejection/cancel reasons. */
+static uint64_t kinds[16], reasons[MX_NREASONS];
+
+static void count_events(const mt_log *log)
+{
+    for (size_t i = 0; i < log->n; i++) {
+        kinds[log->ev[i].kind & 15]++;
+        if (log->ev[i].reason < MX_NREASONS)
+            reasons[log->ev[i].reason]++;
+    }
+}
+
+static void print_coverage(void)
+{
+    printf("events:");
+    for (unsigned k = MX_EV_ACCEPTED; k <= MX_EV_REPLACED; k++)
+        printf(" %s=%" PRIu64, mx_event_name((mx_event_kind)k), kinds[k]);
+    printf("\nreasons:");
+    for (unsigned r = 1; r < MX_NREASONS; r++)
+        printf(" %s=%" PRIu64, mx_reason_name((mx_reason)r), reasons[r]);
+    printf("\n");
+}
+
 /* Where we are, for the invariant failure hook. */
 typedef struct where {
     uint64_t seed; /* stream seed */
@@ -96,6 +119,7 @@ static bool run_stream(uint64_t seed, size_t len, uint64_t *commands, uint64_t *
         }
         (*commands)++;
         *fills += mt_log_count(&pair.got, MX_EV_FILL);
+        count_events(&pair.got);
     }
     mt_pair_free(&pair);
     return ok;
@@ -105,8 +129,8 @@ static void test_streams(void **state)
 {
     (void)state;
     const char *one = getenv("CPX_DIFF_SEED");
-    unsigned long streams = env_or("CPX_DIFF_STREAMS", 2000);
-    size_t len = env_or("CPX_DIFF_LEN", 250);
+    unsigned long streams = env_or("CPX_DIFF_STREAMS", 4000);
+    size_t len = env_or("CPX_DIFF_LEN", 300);
     uint64_t first = 1;
     if (one != NULL && *one != '\0') {
         first = strtoull(one, NULL, 0);
@@ -119,6 +143,7 @@ static void test_streams(void **state)
             failed++;
     printf("differential: %lu streams, %" PRIu64 " commands, %" PRIu64 " fills, %lu failed\n",
            streams, commands, fills, failed);
+    print_coverage();
     assert_int_equal(failed, 0);
     assert_true(fills > 0);
 }
