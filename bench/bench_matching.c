@@ -756,7 +756,7 @@ int main(int argc, char **argv)
     uint64_t seed = 42;
     unsigned reps = 3;
     const char *emit = NULL, *stream = NULL;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (v == NULL)
             usage();
@@ -776,7 +776,6 @@ int main(int argc, char **argv)
             stream = v;
         else
             usage();
-        i++;
     }
     if (reps == 0)
         reps = 1;

@@ -37,7 +37,7 @@ static uint32_t level_alloc(mx_engine *e)
     uint32_t lv;
     if (e->level_free != MX_NIL) {
         lv = e->level_free;
-        e->level_free = e->levels[lv].side;
+        e->level_free = e->levels[lv].left;
     } else {
         lv = e->level_top++;
     }
@@ -47,7 +47,7 @@ static uint32_t level_alloc(mx_engine *e)
 
 static void level_release(mx_engine *e, uint32_t lv)
 {
-    e->levels[lv].side = e->level_free;
+    e->levels[lv].left = e->level_free;
     e->level_free = lv;
     e->level_live--;
 }

@@ -60,10 +60,34 @@ static int resize(mx_engine *e, void **arr, size_t elem, size_t want)
     return 1;
 }
 
-/* Grows a pool array (by half, or to what is needed) so that cap - live >= need. Returns 1 on
+/* Pools are aligned to a cache line, so that a 64-byte record never straddles two lines (the
+ * allocator only promises 16 bytes: glibc hands out large blocks at page + 16). */
+#define POOL_ALIGN 64
+
+/* Resizes a pool from `old` to `want` items of `elem` bytes. *mem is the allocator's block, *arr
+ * the array inside it at a POOL_ALIGN boundary; items 0..old-1 are kept. Returns 1, or 0 (both
+ * untouched) on failure. */
+static int resize_aligned(mx_engine *e, void **mem, void **arr, size_t elem, size_t old,
+                          size_t want)
+{
+    if (want > MX_MAX_INDEX || want > (SIZE_MAX - POOL_ALIGN) / elem)
+        return 0;
+    size_t old_off = *mem == NULL ? 0 : (size_t)((char *)*arr - (char *)*mem);
+    char *p = e->alloc.realloc(e->alloc.ctx, *mem, want * elem + POOL_ALIGN - 1);
+    if (p == NULL)
+        return 0;
+    size_t off = (size_t)(-(uintptr_t)p & (POOL_ALIGN - 1));
+    if (off != old_off)
+        memmove(p + off, p + old_off, old * elem); /* realloc kept the bytes at old_off */
+    *mem = p;
+    *arr = p + off;
+    return 1;
+}
+
+/* Grows a pool (by half, or to what is needed) so that cap - live >= need. Returns 1 on
  * success, 0 when out of memory. */
-static int pool_reserve(mx_engine *e, void **arr, uint32_t *cap, uint32_t live, size_t elem,
-                        uint32_t need)
+static int pool_reserve(mx_engine *e, void **mem, void **arr, uint32_t *cap, uint32_t live,
+                        size_t elem, uint32_t need)
 {
     if ((uint64_t)*cap - live >= need)
         return 1;
@@ -74,11 +98,16 @@ static int pool_reserve(mx_engine *e, void **arr, uint32_t *cap, uint32_t live, 
         want = 16;
     if (want > MX_MAX_INDEX)
         want = MX_MAX_INDEX;
-    if (want - live < need || !resize(e, arr, elem, (size_t)want))
+    if (want - live < need || !resize_aligned(e, mem, arr, elem, *cap, (size_t)want))
         return 0;
     *cap = (uint32_t)want;
     return 1;
 }
+
+/* pool_reserve for pool `name` of engine e. */
+#define POOL_RESERVE(e, name, cap, live, need)                                                     \
+    pool_reserve((e), &(e)->name##_mem, (void **)&(e)->name, &(e)->cap, (live), sizeof *(e)->name, \
+                 (need))
 
 /* ---- records and extensions ----------------------------------------------------------------- */
 
@@ -203,20 +232,17 @@ static int table_reserve(mx_engine *e)
 /* Grows every pool for one command. Returns 1, or 0 when memory is short. */
 static int reserve(mx_engine *e)
 {
-    return pool_reserve(e, (void **)&e->recs, &e->rec_cap, e->rec_live, sizeof *e->recs, 1) &&
-           pool_reserve(e, (void **)&e->exts, &e->ext_cap, e->ext_live, sizeof *e->exts, 1) &&
-           pool_reserve(e, (void **)&e->nodes, &e->node_cap, e->node_live, sizeof *e->nodes,
-                        RESERVE_NODES) &&
-           pool_reserve(e, (void **)&e->levels, &e->level_cap, e->level_live, sizeof *e->levels,
-                        RESERVE_LEVELS) &&
-           pool_reserve(e, (void **)&e->heap, &e->heap_cap, e->heap_len, sizeof *e->heap, 1) &&
-           table_reserve(e);
+    return POOL_RESERVE(e, recs, rec_cap, e->rec_live, 1) &&
+           POOL_RESERVE(e, exts, ext_cap, e->ext_live, 1) &&
+           POOL_RESERVE(e, nodes, node_cap, e->node_live, RESERVE_NODES) &&
+           POOL_RESERVE(e, levels, level_cap, e->level_live, RESERVE_LEVELS) &&
+           POOL_RESERVE(e, heap, heap_cap, e->heap_len, 1) && table_reserve(e);
 }
 
 /* Room for a FOK dry run to mark every resting record. Returns 1, or 0 when memory is short. */
 static int reserve_marks(mx_engine *e)
 {
-    return pool_reserve(e, (void **)&e->marks, &e->marks_cap, 0, sizeof *e->marks, e->resting);
+    return POOL_RESERVE(e, marks, marks_cap, 0, e->resting);
 }
 
 /* ---- life cycle ----------------------------------------------------------------------------- */
@@ -258,8 +284,7 @@ mx_engine *mx_engine_create(const mx_config *cfg)
     e->bucket_bits = bits;
     int ok = resize(e, (void **)&e->sides, sizeof *e->sides, nsides) &&
              (e->buckets = buckets_new(e, bits)) != NULL &&
-             pool_reserve(e, (void **)&e->recs, &e->rec_cap, 0, sizeof *e->recs, want_recs) &&
-             reserve(e);
+             POOL_RESERVE(e, recs, rec_cap, 0, want_recs) && reserve(e);
     if (!ok) {
         mx_engine_free(e);
         return NULL;
@@ -273,8 +298,8 @@ void mx_engine_free(mx_engine *e)
 {
     if (e == NULL)
         return;
-    void *arrays[] = { e->sides,  e->recs,    e->exts, e->nodes,
-                       e->levels, e->buckets, e->heap, e->marks };
+    void *arrays[] = { e->sides,     e->buckets,    e->recs_mem, e->exts_mem,
+                       e->nodes_mem, e->levels_mem, e->heap_mem, e->marks_mem };
     for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
         e->alloc.free(e->alloc.ctx, arrays[i]);
     mx_allocator alloc = e->alloc;
@@ -631,7 +656,8 @@ int64_t mx_now(const mx_engine *e)
 
 size_t mx_memory_bytes(const mx_engine *e)
 {
-    return sizeof *e + (size_t)MX_NPREC * e->nregions * 2 * sizeof *e->sides +
+    size_t align = 6 * (POOL_ALIGN - 1); /* six aligned pools */
+    return align + sizeof *e + (size_t)MX_NPREC * e->nregions * 2 * sizeof *e->sides +
            (size_t)e->rec_cap * sizeof *e->recs + (size_t)e->ext_cap * sizeof *e->exts +
            (size_t)e->node_cap * sizeof *e->nodes + (size_t)e->level_cap * sizeof *e->levels +
            ((size_t)1 << e->bucket_bits) * sizeof *e->buckets +

@@ -108,22 +108,23 @@ typedef struct mx_ext {
     uint32_t heap_pos; /* index in the expiry heap, MX_NIL when not in it */
 } mx_ext;
 
-/* A price level: the FIFO of nodes at one price on one side of one book, and an AVL node. */
+/* A price level: the FIFO of nodes at one price on one side of one book, and an AVL node. The
+ * fields a tree descent reads (price, left, right) come first, in the same cache line. */
 typedef struct mx_level {
     int64_t price;    /* price per PFLOPS-hour */
-    uint64_t devices; /* sum of device quantities of the nodes (see mx_level_info) */
-    uint64_t tflops;  /* sum of capacities of the nodes */
-    uint32_t head;    /* oldest node reference */
-    uint32_t tail;    /* youngest node reference */
-    uint32_t count;   /* nodes queued */
-    uint32_t side;    /* book side index (mx_side_index); next free level when free */
-    uint32_t left;    /* AVL: lower prices */
+    uint32_t left;    /* AVL: lower prices; next free level when free */
     uint32_t right;   /* AVL: higher prices */
     uint32_t parent;  /* AVL: parent level, MX_NIL at the root */
     int8_t height;    /* AVL: height of the subtree, 1 for a leaf */
     uint8_t prec;     /* the book's precision */
     uint8_t region;   /* the book's region */
     uint8_t is_ask;   /* side of the book this level is on */
+    uint32_t head;    /* oldest node reference */
+    uint32_t tail;    /* youngest node reference */
+    uint32_t count;   /* nodes queued */
+    uint32_t side;    /* book side index (mx_side_index) */
+    uint64_t devices; /* sum of device quantities of the nodes (see mx_level_info) */
+    uint64_t tflops;  /* sum of capacities of the nodes */
 } mx_level;
 
 /* One side of one book. */
@@ -177,6 +178,7 @@ struct mx_engine {
     mx_bookside *sides; /* [(prec * nregions + region) * 2 + is_ask] */
 
     mx_rec *recs;      /* record pool */
+    void *recs_mem;    /* the allocator block holding the record pool (64-byte aligned in it) */
     uint32_t rec_cap;  /* records allocated */
     uint32_t rec_top;  /* records ever handed out (free ones are below, on the free list) */
     uint32_t rec_free; /* free list head */
@@ -184,18 +186,22 @@ struct mx_engine {
     uint32_t resting;  /* records in the id table */
 
     mx_ext *exts;      /* extension pool */
+    void *exts_mem;    /* the allocator block holding the extension pool (64-byte aligned in it) */
     uint32_t ext_cap;  /* extensions allocated */
     uint32_t ext_top;  /* extensions ever handed out */
     uint32_t ext_free; /* free list head */
     uint32_t ext_live; /* extensions handed out and not freed */
 
-    mx_node *nodes;     /* secondary node pool */
+    mx_node *nodes; /* secondary node pool */
+    void *
+        nodes_mem; /* the allocator block holding the secondary node pool (64-byte aligned in it) */
     uint32_t node_cap;  /* nodes allocated */
     uint32_t node_top;  /* nodes ever handed out */
     uint32_t node_free; /* free list head */
     uint32_t node_live; /* nodes handed out and not freed */
 
     mx_level *levels;    /* level pool */
+    void *levels_mem;    /* the allocator block holding the level pool (64-byte aligned in it) */
     uint32_t level_cap;  /* levels allocated */
     uint32_t level_top;  /* levels ever handed out */
     uint32_t level_free; /* free list head */
@@ -204,11 +210,13 @@ struct mx_engine {
     uint32_t *buckets;    /* id table: first record of each bucket */
     unsigned bucket_bits; /* log2 of the bucket count */
 
-    mx_expiry *heap;   /* expiry min-heap */
+    mx_expiry *heap; /* expiry min-heap */
+    void *heap_mem;  /* the allocator block holding the expiry heap pool (64-byte aligned in it) */
     uint32_t heap_len; /* entries used */
     uint32_t heap_cap; /* entries allocated */
 
-    uint32_t *marks;    /* records marked during a FOK dry run */
+    uint32_t *marks; /* records marked during a FOK dry run */
+    void *marks_mem; /* the allocator block holding the dry-run mark pool (64-byte aligned in it) */
     uint32_t marks_len; /* entries used */
     uint32_t marks_cap; /* entries allocated */
 
