@@ -4,10 +4,11 @@
  * Pools
  * -----
  * Records, extensions, secondary nodes and levels each live in an array the engine grows by
- * half its size when full (realloc through the caller's allocator). Items are named by 32-bit
- * index, so growth never invalidates a reference. Freed items go on a per-pool free list threaded
- * through a field the free item does not need; `live` counts the items handed out, so cap - live is
- * what can still be had without growing.
+ * half its size when full (realloc through the caller's allocator), carved at a 64-byte
+ * boundary inside the allocator's block so that records and levels do not straddle cache
+ * lines. Items are named by 32-bit index, so growth never invalidates a reference. Freed items
+ * go on a per-pool free list threaded through a field the free item does not need; `live`
+ * counts the items handed out, so cap - live is what can still be had without growing.
  *
  * A command never fails half-way for lack of memory: before it changes anything, reserve()
  * grows every pool to hold the worst case of one command (one record, one extension, 63 more

@@ -28,7 +28,8 @@
  *
  * References are 32-bit pool indices, never pointers, so pools can grow with realloc. A *node
  * reference* names either a record's embedded node (the record index) or a pool node (the node
- * index with MX_NODE_TAG set); mx_link_of() turns either into its links.
+ * index with MX_NODE_TAG set); mx_link_of() turns either into its links. Pools start on a
+ * 64-byte boundary, so a record is exactly one cache line.
  *
  * Invariants (checked by check.c after every command in check builds)
  * ---------------------------------------------------------------------
@@ -178,45 +179,44 @@ struct mx_engine {
     mx_bookside *sides; /* [(prec * nregions + region) * 2 + is_ask] */
 
     mx_rec *recs;      /* record pool */
-    void *recs_mem;    /* the allocator block holding the record pool (64-byte aligned in it) */
+    void *recs_mem;    /* allocator block the pool sits in (aligned) */
     uint32_t rec_cap;  /* records allocated */
-    uint32_t rec_top;  /* records ever handed out (free ones are below, on the free list) */
+    uint32_t rec_top;  /* high-water mark: records above it were never handed out */
     uint32_t rec_free; /* free list head */
     uint32_t rec_live; /* records handed out and not freed */
     uint32_t resting;  /* records in the id table */
 
     mx_ext *exts;      /* extension pool */
-    void *exts_mem;    /* the allocator block holding the extension pool (64-byte aligned in it) */
+    void *exts_mem;    /* allocator block the pool sits in (aligned) */
     uint32_t ext_cap;  /* extensions allocated */
-    uint32_t ext_top;  /* extensions ever handed out */
+    uint32_t ext_top;  /* high-water mark of the extension pool */
     uint32_t ext_free; /* free list head */
     uint32_t ext_live; /* extensions handed out and not freed */
 
-    mx_node *nodes; /* secondary node pool */
-    void *
-        nodes_mem; /* the allocator block holding the secondary node pool (64-byte aligned in it) */
+    mx_node *nodes;     /* secondary node pool */
+    void *nodes_mem;    /* allocator block the pool sits in (aligned) */
     uint32_t node_cap;  /* nodes allocated */
-    uint32_t node_top;  /* nodes ever handed out */
+    uint32_t node_top;  /* high-water mark of the node pool */
     uint32_t node_free; /* free list head */
     uint32_t node_live; /* nodes handed out and not freed */
 
     mx_level *levels;    /* level pool */
-    void *levels_mem;    /* the allocator block holding the level pool (64-byte aligned in it) */
+    void *levels_mem;    /* allocator block the pool sits in (aligned) */
     uint32_t level_cap;  /* levels allocated */
-    uint32_t level_top;  /* levels ever handed out */
+    uint32_t level_top;  /* high-water mark of the level pool */
     uint32_t level_free; /* free list head */
     uint32_t level_live; /* levels handed out and not freed */
 
     uint32_t *buckets;    /* id table: first record of each bucket */
     unsigned bucket_bits; /* log2 of the bucket count */
 
-    mx_expiry *heap; /* expiry min-heap */
-    void *heap_mem;  /* the allocator block holding the expiry heap pool (64-byte aligned in it) */
+    mx_expiry *heap;   /* expiry min-heap */
+    void *heap_mem;    /* allocator block the pool sits in (aligned) */
     uint32_t heap_len; /* entries used */
     uint32_t heap_cap; /* entries allocated */
 
-    uint32_t *marks; /* records marked during a FOK dry run */
-    void *marks_mem; /* the allocator block holding the dry-run mark pool (64-byte aligned in it) */
+    uint32_t *marks;    /* records marked during a FOK dry run */
+    void *marks_mem;    /* allocator block the pool sits in (aligned) */
     uint32_t marks_len; /* entries used */
     uint32_t marks_cap; /* entries allocated */
 
