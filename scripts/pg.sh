@@ -17,6 +17,9 @@ set -eu
 CPX_VAR=${CPX_VAR:-var}
 mkdir -p "$CPX_VAR"
 CPX_VAR=$(cd "$CPX_VAR" && pwd -P)
+# Every path below is absolute; work from / so that the postgres user, which may not enter the
+# checkout, starts in a folder it can.
+cd /
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 [ -x "$PGBIN/initdb" ] || { echo "pg: PostgreSQL server binaries not found (run scripts/deps.sh)" >&2; exit 1; }
 
