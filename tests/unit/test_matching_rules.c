@@ -1011,6 +1011,54 @@ static void test_many_levels(void **state)
     mt_log_free(&log);
 }
 
+/* The widest orders: a bid in all 64 regions, an ask in all 8 precisions. */
+static void test_widest_orders(void **state)
+{
+    (void)state;
+    mt_log log = { 0 };
+    mx_engine *e = engine(&log, MX_MAX_REGIONS, MX_STP_CANCEL_NEWEST);
+    mx_bid b = mt_bid(1, 8, MX_FP8, 0, 5, 100);
+    b.regions = UINT64_MAX;
+    b.tif = MX_GTD; /* an extension and an expiry as well */
+    b.expiry = NOW + 60;
+    assert_int_equal(mx_submit_bid(e, NOW, &b), MX_OK);
+    mx_level_info L;
+    for (unsigned r = 0; r < MX_MAX_REGIONS; r++)
+        assert_true(mx_best(e, MX_FP8, r, MX_BID, &L));
+    mx_ask a = mt_ask(2, 7, 63, 2, MX_FP8, 1000, 90);
+    for (unsigned p = 0; p < MX_NPREC; p++)
+        mt_ask_price(&a, p, 100 + p, 90 + p);
+    mt_log_clear(&log);
+    assert_int_equal(mx_submit_ask(e, NOW, &a), MX_OK);
+    assert_int_equal(fill(&log, 0)->region, 63);
+    assert_int_equal(fill(&log, 0)->precision, MX_FP8);
+    assert_int_equal(fill(&log, 0)->devices, 2);
+    assert_int_equal(fill(&log, 0)->price, 100);
+    assert_true(mx_best(e, MX_FP8, 0, MX_BID, &L));
+    assert_int_equal(L.devices, 3);
+    /* an ask resting in all 8 books of its region */
+    mx_ask c = mt_ask(3, 7, 5, 4, MX_FP64, 50, 1000);
+    for (unsigned p = 1; p < MX_NPREC; p++)
+        mt_ask_price(&c, p, 100 + p, 1000 + p);
+    mx_submit_ask(e, NOW, &c);
+    for (unsigned p = 0; p < MX_NPREC; p++) {
+        assert_true(mx_best(e, p, 5, MX_ASK, &L));
+        assert_int_equal(L.devices, 4);
+    }
+    mx_explanation x;
+    assert_int_equal(mx_explain(e, 3, &x), MX_OK);
+    assert_int_equal(x.examined, 1); /* the FP8 bid, which rests in region 5 too */
+    mt_log_clear(&log);
+    mx_expire(e, NOW + 60);
+    assert_int_equal(log.ev[0].kind, MX_EV_EXPIRED);
+    assert_false(mx_best(e, MX_FP8, 17, MX_BID, &L));
+    assert_int_equal(mx_cancel(e, NOW + 60, 3), MX_OK);
+    for (unsigned p = 0; p < MX_NPREC; p++)
+        assert_false(mx_best(e, p, 5, MX_ASK, &L));
+    mx_engine_free(e);
+    mt_log_free(&log);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1043,6 +1091,7 @@ int main(void)
         cmocka_unit_test(test_allocator_hooks),
         cmocka_unit_test(test_two_engines),
         cmocka_unit_test(test_many_levels),
+        cmocka_unit_test(test_widest_orders),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
