@@ -45,6 +45,7 @@ static uint32_t level_alloc(mx_engine *e)
     return lv;
 }
 
+/* Returns level lv (out of its tree) to the free list. */
 static void level_release(mx_engine *e, uint32_t lv)
 {
     e->levels[lv].left = e->level_free;
@@ -68,6 +69,7 @@ static uint32_t node_alloc(mx_engine *e, uint32_t ri)
     return n;
 }
 
+/* Returns secondary node n (out of its FIFO) to the free list. */
 static void node_release(mx_engine *e, uint32_t n)
 {
     e->nodes[n].more = e->node_free;
@@ -77,11 +79,13 @@ static void node_release(mx_engine *e, uint32_t n)
 
 /* ---- AVL tree of levels --------------------------------------------------------------------- */
 
+/* Height of the subtree at lv (0 for none). */
 static int height(const mx_engine *e, uint32_t lv)
 {
     return lv == MX_NIL ? 0 : e->levels[lv].height;
 }
 
+/* Recomputes lv's height from its children's. */
 static void fix_height(mx_engine *e, uint32_t lv)
 {
     int l = height(e, e->levels[lv].left), r = height(e, e->levels[lv].right);
@@ -158,6 +162,7 @@ static void rebalance(mx_engine *e, mx_bookside *s, uint32_t lv)
     }
 }
 
+/* Lowest-priced level under lv. */
 static uint32_t subtree_min(const mx_engine *e, uint32_t lv)
 {
     while (e->levels[lv].left != MX_NIL)
@@ -165,6 +170,7 @@ static uint32_t subtree_min(const mx_engine *e, uint32_t lv)
     return lv;
 }
 
+/* Highest-priced level under lv. */
 static uint32_t subtree_max(const mx_engine *e, uint32_t lv)
 {
     while (e->levels[lv].right != MX_NIL)
@@ -273,6 +279,7 @@ static void level_erase(mx_engine *e, uint32_t z)
 
 /* ---- FIFO of a level ------------------------------------------------------------------------ */
 
+/* Queues node `ref` at the tail of level lv. */
 static void fifo_append(mx_engine *e, uint32_t lv, uint32_t ref)
 {
     mx_level *L = &e->levels[lv];
@@ -288,6 +295,7 @@ static void fifo_append(mx_engine *e, uint32_t lv, uint32_t ref)
     L->count++;
 }
 
+/* Takes node `ref` out of its level's FIFO (the level may become empty). */
 static void fifo_unlink(mx_engine *e, uint32_t ref)
 {
     mx_link *k = mx_link_of(e, ref);

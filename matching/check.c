@@ -204,6 +204,7 @@ static int check_side(checker *ck, uint32_t sidx, uint64_t *levels, uint64_t *or
     return 1;
 }
 
+/* Invariants 2 and 3 for every book, and the level and node counts. Returns 1 when they hold. */
 static int check_books(checker *ck)
 {
     const mx_engine *e = ck->e;
@@ -221,6 +222,7 @@ static int check_books(checker *ck)
 
 /* ---- expiry heap and conservation ----------------------------------------------------------- */
 
+/* Invariant 4. Returns 1 when it holds. */
 static int check_heap(checker *ck)
 {
     const mx_engine *e = ck->e;
@@ -284,6 +286,8 @@ static int check_bid_node(checker *ck, uint32_t bref, uint32_t ask_side, int64_t
     return 1;
 }
 
+/* Invariant 6: for every book, no resting bid and ask that cross are eligible. Returns 1
+ * when it holds. */
 static int check_uncrossed(checker *ck)
 {
     const mx_engine *e = ck->e;
@@ -303,6 +307,7 @@ static int check_uncrossed(checker *ck)
 
 /* ---- entry points --------------------------------------------------------------------------- */
 
+/* Every invariant, stopping at the first failure (recorded in ck). Returns 1 when all hold. */
 static int check_all(checker *ck)
 {
     return check_records(ck) && check_books(ck) && check_heap(ck) && check_conservation(ck) &&

@@ -45,6 +45,7 @@ typedef struct reader {
     int ok;             /* 0 after the first malformed or missing byte */
 } reader;
 
+/* Reads one byte. Returns it, or 0 and fails the reader. */
 static uint8_t get_u8(reader *r)
 {
     if (!r->ok || r->p >= r->end) {
@@ -54,6 +55,7 @@ static uint8_t get_u8(reader *r)
     return *r->p++;
 }
 
+/* Reads a minimal LEB128 varint of at most 64 bits. Returns it, or 0 and fails the reader. */
 static uint64_t get_u(reader *r)
 {
     uint64_t v = 0;
@@ -74,6 +76,7 @@ static uint64_t get_u(reader *r)
     return 0;
 }
 
+/* Reads a varint that must fit in 32 bits. Returns it, or 0 and fails the reader. */
 static uint32_t get_u32(reader *r)
 {
     uint64_t v = get_u(r);
@@ -84,12 +87,14 @@ static uint32_t get_u32(reader *r)
     return (uint32_t)v;
 }
 
+/* Reads a zigzag varint. Returns it, or 0 and fails the reader. */
 static int64_t get_s(reader *r)
 {
     uint64_t z = get_u(r);
     return (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
 }
 
+/* Reads the body of a BID or REPLACE_BID into *b. */
 static void get_bid(reader *r, mx_bid *b)
 {
     b->id = get_u(r);
@@ -119,6 +124,7 @@ static void get_bid(reader *r, mx_bid *b)
     }
 }
 
+/* Reads the body of an ASK or REPLACE_ASK into *a. */
 static void get_ask(reader *r, mx_ask *a)
 {
     a->id = get_u(r);
@@ -182,6 +188,7 @@ typedef struct writer {
     int ok;       /* 0 once the buffer was too small */
 } writer;
 
+/* Writes one byte, or fails the writer when full. */
 static void put_u8(writer *w, uint8_t b)
 {
     if (w->p >= w->end) {
@@ -191,6 +198,7 @@ static void put_u8(writer *w, uint8_t b)
     *w->p++ = b;
 }
 
+/* Writes v as a minimal LEB128 varint. */
 static void put_u(writer *w, uint64_t v)
 {
     do {
@@ -200,11 +208,13 @@ static void put_u(writer *w, uint64_t v)
     } while (v);
 }
 
+/* Writes v zigzag-encoded. */
 static void put_s(writer *w, int64_t v)
 {
     put_u(w, ((uint64_t)v << 1) ^ (v < 0 ? UINT64_MAX : 0));
 }
 
+/* Writes the body of a bid command (fails the writer if n_allow > 8). */
 static void put_bid(writer *w, const mx_bid *b)
 {
     put_u(w, b->id);
@@ -234,6 +244,7 @@ static void put_bid(writer *w, const mx_bid *b)
     }
 }
 
+/* Writes the body of an ask command. */
 static void put_ask(writer *w, const mx_ask *a)
 {
     put_u(w, a->id);

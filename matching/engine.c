@@ -36,12 +36,14 @@
 
 /* ---- allocation ----------------------------------------------------------------------------- */
 
+/* The default allocator: libc realloc (ctx unused). */
 static void *libc_realloc(void *ctx, void *ptr, size_t size)
 {
     (void)ctx;
     return realloc(ptr, size);
 }
 
+/* The default allocator: libc free (ctx unused). */
 static void libc_free(void *ctx, void *ptr)
 {
     (void)ctx;
@@ -126,6 +128,7 @@ static uint32_t rec_alloc(mx_engine *e)
     return ri;
 }
 
+/* Returns record ri to the free list (it must be out of every structure). */
 static void rec_release(mx_engine *e, uint32_t ri)
 {
     e->recs[ri].id = 0;
@@ -135,6 +138,7 @@ static void rec_release(mx_engine *e, uint32_t ri)
     e->rec_live--;
 }
 
+/* Hands out an extension (the command reserved room). Returns its index. */
 static uint32_t ext_alloc(mx_engine *e)
 {
     uint32_t x;
@@ -148,6 +152,7 @@ static uint32_t ext_alloc(mx_engine *e)
     return x;
 }
 
+/* Returns extension x to the free list. */
 static void ext_release(mx_engine *e, uint32_t x)
 {
     e->exts[x].more = e->ext_free;
@@ -157,6 +162,7 @@ static void ext_release(mx_engine *e, uint32_t x)
 
 /* ---- id table ------------------------------------------------------------------------------- */
 
+/* Bucket of id in a table of 2^bits buckets (Fibonacci hashing). */
 static uint32_t bucket_of(uint64_t id, unsigned bits)
 {
     return (uint32_t)((id * UINT64_C(0x9E3779B97F4A7C15)) >> (64 - bits));
@@ -170,6 +176,7 @@ uint32_t mx_find(const mx_engine *e, uint64_t id)
     return ri;
 }
 
+/* Adds record ri to the id table (its id is not there yet). */
 static void table_insert(mx_engine *e, uint32_t ri)
 {
     uint32_t *head = &e->buckets[bucket_of(e->recs[ri].id, e->bucket_bits)];
@@ -177,6 +184,7 @@ static void table_insert(mx_engine *e, uint32_t ri)
     *head = ri;
 }
 
+/* Removes record ri, which is in it, from the id table. */
 static void table_remove(mx_engine *e, uint32_t ri)
 {
     uint32_t *link = &e->buckets[bucket_of(e->recs[ri].id, e->bucket_bits)];

@@ -27,6 +27,7 @@ static void place(mx_engine *e, uint32_t i, mx_expiry x)
     e->exts[e->recs[x.rec].ext].heap_pos = i;
 }
 
+/* Moves entry i up until its parent expires before it. */
 static void sift_up(mx_engine *e, uint32_t i)
 {
     mx_expiry x = e->heap[i];
@@ -40,6 +41,7 @@ static void sift_up(mx_engine *e, uint32_t i)
     place(e, i, x);
 }
 
+/* Moves entry i down until both children expire after it. */
 static void sift_down(mx_engine *e, uint32_t i)
 {
     mx_expiry x = e->heap[i];

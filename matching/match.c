@@ -230,6 +230,7 @@ static void mark(mx_engine *e, uint32_t mi)
     e->marks[e->marks_len++] = mi;
 }
 
+/* Clears every dry-run mark. */
 static void clear_marks(mx_engine *e)
 {
     for (uint32_t i = 0; i < e->marks_len; i++)

@@ -40,7 +40,7 @@ uint32_t mx_max_tflops(unsigned precision)
     return precision < MX_NPREC ? max_tflops_table[precision] : 0;
 }
 
-/* a * b * c * d for non-negative operands. Returns 1 and stores it when it fits in int64. */
+/* Returns 1 when a * b * c * d (all >= 0) fits in int64, 0 when it would overflow. */
 static int mul4_fits(int64_t a, int64_t b, int64_t c, int64_t d)
 {
     int64_t x;
@@ -48,11 +48,13 @@ static int mul4_fits(int64_t a, int64_t b, int64_t c, int64_t d)
            !__builtin_mul_overflow(x, d, &x);
 }
 
+/* True when t is a valid time field (0..MX_MAX_TIME). */
 static int time_ok(int64_t t)
 {
     return t >= 0 && t <= MX_MAX_TIME;
 }
 
+/* Number of bits set in x. */
 static unsigned popcount64(uint64_t x)
 {
     return (unsigned)__builtin_popcountll(x);
