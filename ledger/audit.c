@@ -748,10 +748,18 @@ bool cpx_audit_verified(const struct cpx_audit *a, uint64_t *size, uint8_t root[
 /* ---- state --------------------------------------------------------------------------------- */
 
 /*
- * {"checked":N,"last_ts":T,"next_seq":S,"parties":[{"id","public_key","roles","status"}...],
+ * {"checked":N,"last_ts":T,"next_seq":S,"parties":[{"id","public_key","roles","status"}...
+ *  sorted by id],
  *  "range":["<b64 peak>"... lowest level first],"v":1,"verified_root":"<b64>"|null,
  *  "verified_size":M}
  */
+/* Orders key table entries by id. */
+static int party_order(const void *x, const void *y)
+{
+    const struct party *const *a = x, *const *b = y;
+    return strcmp((*a)->id, (*b)->id);
+}
+
 enum cpx_canon_error cpx_audit_state_write(const struct cpx_audit *a, struct cpx_canon_writer *w)
 {
     cpx_canon_begin_object(w);
@@ -760,10 +768,20 @@ enum cpx_canon_error cpx_audit_state_write(const struct cpx_audit *a, struct cpx
     cpx_canon_kv_int(w, "next_seq", (int64_t)a->next_seq);
     cpx_canon_key(w, "parties", 7);
     cpx_canon_begin_array(w);
-    for (size_t i = 0; i < a->cap_parties; i++) {
-        const struct party *p = &a->parties[i];
-        if (p->id[0] == '\0')
-            continue;
+    /* Sorted by id, so that the same key table always gives the same bytes. */
+    const struct party **sorted = malloc((a->n_parties ? a->n_parties : 1) * sizeof *sorted);
+    if (sorted == NULL) {
+        if (w->err == CPX_CANON_OK)
+            w->err = CPX_CANON_E_NOMEM;
+        return w->err;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < a->cap_parties; i++)
+        if (a->parties[i].id[0] != '\0')
+            sorted[n++] = &a->parties[i];
+    qsort(sorted, n, sizeof *sorted, party_order);
+    for (size_t i = 0; i < n; i++) {
+        const struct party *p = sorted[i];
         cpx_canon_begin_object(w);
         cpx_canon_kv_string(w, "id", p->id);
         cpx_canon_key(w, "public_key", 10);
@@ -773,6 +791,7 @@ enum cpx_canon_error cpx_audit_state_write(const struct cpx_audit *a, struct cpx
         cpx_canon_kv_string(w, "status", status_names[p->status]);
         cpx_canon_end_object(w);
     }
+    free(sorted);
     cpx_canon_end_array(w);
     cpx_canon_key(w, "range", 5);
     cpx_canon_begin_array(w);
