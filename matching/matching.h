@@ -212,7 +212,9 @@ typedef enum mx_event_kind {
 /*
  * One event. id/side/owner/remaining describe the order the event is about (for a FILL: the
  * taker). remaining is in the order's own unit: devices for asks and device bids, TFLOPS for
- * capacity bids. The fill fields are zero except in MX_EV_FILL.
+ * capacity bids; it is the quantity left after the event, except for CANCELLED and EXPIRED,
+ * where it is the quantity that left the book unfilled (0 for REJECTED). The fill fields are
+ * zero except in MX_EV_FILL. docs/matching.md gives the order of events within a command.
  */
 typedef struct mx_event {
     uint8_t kind;      /* enum mx_event_kind */
