@@ -89,7 +89,7 @@ static const struct cli_flag register_flags[] = {
 static bool send_request(struct ctx *c, const char *method, const char *target, json_t *body,
                          bool sign, const char *idempotency_key, struct client_reply *r)
 {
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(body);
     char header[200];
     const char *headers[2] = { NULL, NULL };
@@ -113,6 +113,12 @@ static int call(struct ctx *c, const char *method, const char *target, json_t *b
     return rc;
 }
 
+static int cmp_words(const void *a, const void *b)
+{
+    const char *x = *(char *const *)a, *y = *(char *const *)b;
+    return strcmp(x ? x : "", y ? y : "");
+}
+
 static int cmd_register(struct ctx *c, const struct cli_flag *flags, const struct cli_args *a)
 {
     const char *name = cli_get(flags, a, "name"), *reg_no = cli_get(flags, a, "reg-no");
@@ -121,11 +127,19 @@ static int cmd_register(struct ctx *c, const struct cli_flag *flags, const struc
         fprintf(stderr, "usage: cpx register --name ORG --reg-no NUMBER --roles buyer,provider\n");
         return 2;
     }
-    json_t *list = json_array();
-    for (const char *p = roles; *p != '\0';) {
+    /* Roles sorted, and the body sent with sorted keys: the canonical form the ledger keeps. */
+    char *words[16];
+    size_t nwords = 0;
+    for (const char *p = roles; *p != '\0' && nwords < 16;) {
         size_t n = strcspn(p, ",");
-        json_array_append_new(list, json_stringn(p, n));
+        words[nwords++] = strndup(p, n);
         p += n + (p[n] == ',');
+    }
+    qsort(words, nwords, sizeof words[0], cmp_words);
+    json_t *list = json_array();
+    for (size_t i = 0; i < nwords; i++) {
+        json_array_append_new(list, json_string(words[i] ? words[i] : ""));
+        free(words[i]);
     }
     char pk[45];
     cpx_public_key_encode(c->cl.key.kp.pk, pk);
