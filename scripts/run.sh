@@ -1,6 +1,7 @@
 #!/bin/sh
 # `make run`: a private PostgreSQL under $CPX_VAR (unless CPX_DATABASE_URL is set), a TLS
-# certificate, the operator's key, then cpxd in the foreground until Ctrl-C or SIGTERM, after
+# certificate, the operator's key, the exchange's ledger key (and its verifier key for
+# cpx-audit, in $CPX_VAR/exchange.vkey), then cpxd in the foreground until Ctrl-C or SIGTERM, after
 # which the private cluster is stopped too. Running it again reuses $CPX_VAR: data survives.
 set -eu
 cd "$(dirname "$0")/.."
@@ -20,11 +21,16 @@ scripts/tls.sh
 if [ ! -f "$CPX_VAR/operator.key" ]; then
     "$BIN/cpx" keygen --out "$CPX_VAR/operator.key" >/dev/null
 fi
+if [ ! -f "$CPX_VAR/exchange.key" ]; then
+    "$BIN/cpx" keygen --out "$CPX_VAR/exchange.key" >/dev/null
+fi
+"$BIN/cpxd" --exchange-key "$CPX_VAR/exchange.key" --print-verifier-key >"$CPX_VAR/exchange.vkey"
 
 cat <<MSG
 CPX exchange
   URL            https://127.0.0.1:$CPX_PORT  (CA certificate: $CPX_VAR/tls/cert.pem)
   operator key   $CPX_VAR/operator.key  (identity $("$BIN/cpx" --key "$CPX_VAR/operator.key" whoami))
+  ledger key     $CPX_VAR/exchange.vkey  ($(cat "$CPX_VAR/exchange.vkey"))
   database       $CPX_DATABASE_URL
 Press Ctrl-C to stop.
 MSG
@@ -40,7 +46,7 @@ trap stop INT TERM
 rm -f "$CPX_VAR/cpxd.port"
 "$BIN/cpxd" --port "$CPX_PORT" --port-file "$CPX_VAR/cpxd.port" \
     --tls-cert "$CPX_VAR/tls/cert.pem" --tls-key "$CPX_VAR/tls/key.pem" \
-    --operator-key "$CPX_VAR/operator.key" &
+    --operator-key "$CPX_VAR/operator.key" --exchange-key "$CPX_VAR/exchange.key" &
 pid=$!
 set +e
 wait "$pid"

@@ -34,6 +34,10 @@ static const struct setting settings[] = {
     { "tls-cert", "CPX_TLS_CERT", STR, S(tls_cert), "var/tls/cert.pem", 0, 0,
       "TLS certificate (PEM)" },
     { "tls-key", "CPX_TLS_KEY", STR, S(tls_key), "var/tls/key.pem", 0, 0, "TLS private key (PEM)" },
+    { "exchange-key", "CPX_EXCHANGE_KEY", STR, S(exchange_key), "var/exchange.key", 0, 0,
+      "key file of the exchange's own key, which signs ledger checkpoints" },
+    { "ledger-origin", "CPX_LEDGER_ORIGIN", STR, S(ledger_origin), "cpx.local/ledger", 0, 0,
+      "the ledger's name in its checkpoints (and their key name)" },
     { "operator-key", "CPX_OPERATOR_KEY", STR, S(operator_key), NULL, 0, 0,
       "key file of the bootstrap operator, registered and approved at start" },
     { "threads", "CPX_THREADS", INT, S(threads), "4", 1, 256, "HTTP worker threads" },
@@ -61,6 +65,8 @@ static void usage(FILE *out)
             fprintf(out, " [%s]", s->dflt);
         fputc('\n', out);
     }
+    fprintf(out, "  --%-14s %-18s %s\n", "print-verifier-key", "",
+            "print the ledger's verifier key (for cpx-audit) and exit");
     fprintf(out, "  --%-14s %-18s %s\n", "help", "", "print this and exit");
 }
 
@@ -104,6 +110,10 @@ int config_load(struct config *cfg, int argc, char **argv)
             usage(stdout);
             return 1;
         }
+        if (strcmp(arg, "--print-verifier-key") == 0) {
+            cfg->print_verifier_key = true;
+            continue;
+        }
         const struct setting *s = NULL;
         const char *value = NULL;
         if (strncmp(arg, "--", 2) == 0) {
@@ -125,7 +135,7 @@ int config_load(struct config *cfg, int argc, char **argv)
         if (!assign(cfg, s, value, "flag"))
             return -1;
     }
-    if (cfg->database_url == NULL) {
+    if (cfg->database_url == NULL && !cfg->print_verifier_key) {
         fprintf(stderr, "cpxd: no database: set --database-url or CPX_DATABASE_URL\n");
         return -1;
     }

@@ -16,6 +16,8 @@ struct config {
     char *database_url; /* libpq connection URL */
     char *tls_cert;     /* PEM certificate chain file */
     char *tls_key;      /* PEM private key file */
+    char *exchange_key;  /* key file of the exchange's checkpoint-signing key */
+    char *ledger_origin; /* the ledger's origin line and checkpoint key name */
     char *operator_key; /* key file (or public key file) of the bootstrap operator; may be NULL */
     int64_t threads;    /* HTTP worker threads */
     int64_t db_pool;    /* PostgreSQL connections */
@@ -23,6 +25,7 @@ struct config {
     int64_t clock_skew; /* seconds a signed request's timestamp may differ from ours */
     int64_t db_wait_ms; /* how long a request waits for a free database connection */
     char *log_level;    /* debug, info, warn or error */
+    bool print_verifier_key; /* --print-verifier-key: print it and exit */
 };
 
 /*

@@ -29,6 +29,7 @@
 static const struct db_statement *const statement_tables[] = {
     db_core_statements,
     db_identity_statements,
+    db_ledger_statements,
 };
 
 const struct db_statement db_core_statements[] = {

@@ -114,5 +114,6 @@ char *db_bytea_param(const uint8_t *data, size_t n, char *out);
 /* The statement tables of every query family, prepared on each connection. */
 extern const struct db_statement db_core_statements[];
 extern const struct db_statement db_identity_statements[];
+extern const struct db_statement db_ledger_statements[];
 
 #endif

@@ -7,6 +7,8 @@
  *   identity_get        db_identity_get
  *   identity_decide     db_identity_decide
  *   identity_list       db_identity_list
+ *   identity_all        db_identity_all
+ *   identity_set_key    db_identity_set_key
  *   idempotency_get     db_idempotency_get
  *   idempotency_put     db_idempotency_put
  *   signature_record    db_signature_record
@@ -47,6 +49,9 @@ const struct db_statement db_identity_statements[] = {
       "SELECT " IDENTITY_COLUMNS " FROM identities "
       "WHERE ($1::text IS NULL OR status = $1) AND id > $2 ORDER BY id LIMIT $3",
       3 },
+    { "identity_all", "SELECT " IDENTITY_COLUMNS " FROM identities ORDER BY created_at, id", 0 },
+    { "identity_set_key",
+      "UPDATE identities SET public_key = $3::bytea WHERE id = $1 AND public_key = $2::bytea", 3 },
     { "idempotency_get",
       "SELECT request_hash, status, response FROM idempotency_keys "
       "WHERE identity_id = $1 AND key = $2",
@@ -140,14 +145,13 @@ enum db_status db_identity_decide(struct db_conn *c, const char *id, enum identi
     return one_identity(c, "identity_decide", 4, params, out);
 }
 
-enum db_status db_identity_list(struct db_conn *c, int status, const char *after, int limit,
-                                bool (*fn)(const struct identity *, void *), void *arg)
+/* Runs a statement returning identity rows and calls fn for each until it returns false. */
+static enum db_status each_identity(struct db_conn *c, const char *stmt, int nparams,
+                                    const char *const *params,
+                                    bool (*fn)(const struct identity *, void *), void *arg)
 {
-    char lim[16];
-    snprintf(lim, sizeof lim, "%d", limit);
-    const char *params[] = { status >= 0 ? identity_status_names[status] : NULL, after, lim };
     PGresult *r;
-    enum db_status st = db_query(c, "identity_list", 3, params, &r);
+    enum db_status st = db_query(c, stmt, nparams, params, &r);
     if (st != DB_OK)
         return st;
     struct identity *idn = malloc(sizeof *idn);
@@ -161,6 +165,33 @@ enum db_status db_identity_list(struct db_conn *c, int status, const char *after
     free(idn);
     PQclear(r);
     return st;
+}
+
+enum db_status db_identity_list(struct db_conn *c, int status, const char *after, int limit,
+                                bool (*fn)(const struct identity *, void *), void *arg)
+{
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", limit);
+    const char *params[] = { status >= 0 ? identity_status_names[status] : NULL, after, lim };
+    return each_identity(c, "identity_list", 3, params, fn, arg);
+}
+
+enum db_status db_identity_all(struct db_conn *c, bool (*fn)(const struct identity *, void *),
+                               void *arg)
+{
+    return each_identity(c, "identity_all", 0, NULL, fn, arg);
+}
+
+enum db_status db_identity_set_key(struct db_conn *c, const char *id,
+                                   const uint8_t old_key[CPX_ED25519_PK_LEN],
+                                   const uint8_t new_key[CPX_ED25519_PK_LEN])
+{
+    char o[2 * CPX_ED25519_PK_LEN + 3], n[2 * CPX_ED25519_PK_LEN + 3];
+    const char *params[] = { id, db_bytea_param(old_key, CPX_ED25519_PK_LEN, o),
+                             db_bytea_param(new_key, CPX_ED25519_PK_LEN, n) };
+    long rows = 0;
+    enum db_status st = db_command(c, "identity_set_key", 3, params, &rows);
+    return st == DB_OK && rows != 1 ? DB_NO_ROWS : st;
 }
 
 enum db_status db_idempotency_get(struct db_conn *c, const char *identity_id, const char *key,

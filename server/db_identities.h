@@ -30,6 +30,16 @@ enum db_status db_identity_decide(struct db_conn *c, const char *id, enum identi
 enum db_status db_identity_list(struct db_conn *c, int status, const char *after, int limit,
                                 bool (*fn)(const struct identity *, void *), void *arg);
 
+/* Calls fn for every identity in the order they were created (for the ledger's genesis). */
+enum db_status db_identity_all(struct db_conn *c, bool (*fn)(const struct identity *, void *),
+                               void *arg);
+
+/* Replaces identity id's public key; old_key must be the current one (DB_NO_ROWS otherwise).
+ * DB_CONFLICT when another identity holds new_key. */
+enum db_status db_identity_set_key(struct db_conn *c, const char *id,
+                                   const uint8_t old_key[CPX_ED25519_PK_LEN],
+                                   const uint8_t new_key[CPX_ED25519_PK_LEN]);
+
 /* Looks up an idempotency key. On DB_OK fills *status, *response (malloc'd, caller frees) and
  * hash; DB_NO_ROWS when the key is new. */
 enum db_status db_idempotency_get(struct db_conn *c, const char *identity_id, const char *key,

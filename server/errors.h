@@ -15,6 +15,7 @@ enum err {
     E_OUT_OF_RANGE,
     E_INVALID_QUERY,
     E_INVALID_HEADER,
+    E_BODY_NOT_CANONICAL,
     /* 401: authentication */
     E_UNAUTHENTICATED,
     E_BAD_AUTHORIZATION,
@@ -29,12 +30,15 @@ enum err {
     /* 404, 405 */
     E_NOT_FOUND,
     E_IDENTITY_NOT_FOUND,
+    E_RECORD_NOT_FOUND,
+    E_CHECKPOINT_NOT_FOUND,
     E_METHOD_NOT_ALLOWED,
     /* 409: conflicts with the current state */
     E_IDENTITY_EXISTS,
     E_REG_NO_TAKEN,
     E_INVALID_STATE,
     E_IDEMPOTENCY_KEY_REUSED,
+    E_KEY_IN_USE,
     /* 413, 415 */
     E_BODY_TOO_LARGE,
     E_UNSUPPORTED_MEDIA_TYPE,

@@ -4,8 +4,14 @@
  *   POST /v1/identities                  register; the request is signed by the key it registers
  *   GET  /v1/identities?status=&limit=&after=   operators and regulators
  *   GET  /v1/identities/{id}             the identity itself, or any approved identity
- *   POST /v1/identities/{id}/approve     operators; body {"reason"?}
+ *   POST /v1/identities/{id}/approve     operators; body {}
  *   POST /v1/identities/{id}/reject      operators; body {"reason"}
+ *   POST /v1/identities/{id}/keys        the identity itself, signed with its current key;
+ *                                        body {"new_public_key"}: a key rotation
+ *
+ * Every change is also a ledger record appended in the same transaction (records.h), whose
+ * party part is the request itself: so these bodies must be canonical JSON, and the answer
+ * carries the record's "ledger_seq".
  */
 #include <stdio.h>
 #include <string.h>
@@ -14,7 +20,9 @@
 #include "server/auth.h"
 #include "server/db_identities.h"
 #include "server/handlers.h"
+#include "server/db_ledger.h"
 #include "server/http.h"
+#include "server/records.h"
 #include "server/server.h"
 #include "server/spec.h"
 #include "server/txn.h"
@@ -39,7 +47,6 @@ struct decide_req {
 };
 
 static const struct spec approve_spec[] = {
-    SPEC_STR("reason", struct decide_req, reason, false, 1, IDENTITY_REASON_MAX),
     SPEC_END,
 };
 
@@ -60,12 +67,43 @@ static bool reg_no_valid(const char *s)
     return true;
 }
 
+/* The answer to a change: the identity as it now is, and the seq of the change's record. */
+static enum db_status changed(struct tx_reply *out, int status, const struct identity *idn,
+                              uint64_t seq)
+{
+    json_t *body = identity_to_json(idn);
+    json_object_set_new(body, "ledger_seq", json_integer((json_int_t)seq));
+    return tx_ok(out, status, body);
+}
+
+/* Fails the transaction when the signed body is not part of the recorded payload. */
+static enum db_status body_refused(struct tx_reply *out)
+{
+    return tx_fail(out, E_BODY_NOT_CANONICAL, NULL,
+                   "The body must be canonical JSON that the ledger record repeats unchanged: "
+                   "list roles once each in the order buyer, operator, provider, regulator.");
+}
+
+/* Fails the transaction when key was retired by a rotation (DB_OK: it was not). */
+static enum db_status refuse_retired(struct db_conn *c, const uint8_t key[CPX_ED25519_PK_LEN],
+                                     const char *field, struct tx_reply *out, bool *refused)
+{
+    enum db_status st = db_retired_key_get(c, key);
+    *refused = st == DB_OK;
+    if (st == DB_OK)
+        tx_fail(out, E_KEY_IN_USE, field, "This key was retired by a key rotation.");
+    return st == DB_NO_ROWS || st == DB_OK ? DB_OK : st;
+}
+
 static enum db_status register_tx(struct db_conn *c, struct request *req, void *arg,
                                   struct tx_reply *out)
 {
-    (void)req;
     struct identity *idn = arg;
-    enum db_status st = db_identity_insert(c, idn);
+    bool refused;
+    enum db_status st = refuse_retired(c, idn->public_key, "public_key", out, &refused);
+    if (st != DB_OK || refused)
+        return st;
+    st = db_identity_insert(c, idn);
     if (st == DB_CONFLICT && strcmp(c->conflict, "identities_live_reg_no") == 0)
         return tx_fail(out, E_REG_NO_TAKEN, "reg_no",
                        "Registration number %s belongs to another identity.", idn->reg_no);
@@ -74,7 +112,14 @@ static enum db_status register_tx(struct db_conn *c, struct request *req, void *
                        "This key is already registered as %s.", idn->id);
     if (st != DB_OK)
         return st;
-    return tx_ok(out, 201, identity_to_json(idn));
+    struct cpx_party party;
+    records_party_of(req, &party);
+    bool body_ok;
+    uint64_t seq;
+    st = records_identity(c, out->ledger, idn, &party, &body_ok, &seq);
+    if (st != DB_OK)
+        return st;
+    return body_ok ? changed(out, 201, idn, seq) : body_refused(out);
 }
 
 void h_identity_register(struct request *req)
@@ -96,7 +141,7 @@ void h_identity_register(struct request *req)
                     idn.id);
         return;
     }
-    if (!auth_verify_key(req, r.public_key))
+    if (!auth_verify_key(req, r.public_key) || !records_require_canonical_body(req))
         return;
     snprintf(idn.name, sizeof idn.name, "%s", r.name);
     snprintf(idn.reg_no, sizeof idn.reg_no, "%s", r.reg_no);
@@ -210,14 +255,27 @@ static enum db_status decide_tx(struct db_conn *c, struct request *req, void *ar
     }
     if (st != DB_OK)
         return st;
-    return tx_ok(out, 200, identity_to_json(&idn));
+    struct cpx_party party;
+    records_party_of(req, &party);
+    bool body_ok;
+    uint64_t seq;
+    st = records_decision(c, out->ledger, id, d->to, d->reason, &party, &body_ok, &seq);
+    if (st != DB_OK)
+        return st;
+    return body_ok ? changed(out, 200, &idn, seq) : body_refused(out);
 }
 
 static void decide(struct request *req, enum identity_status to, const struct spec *spec)
 {
     struct decide_req r = { 0 };
-    if (!request_parse(req, spec, &r))
+    if (!request_parse(req, spec, &r) || !records_require_canonical_body(req))
         return;
+    if (r.reason != NULL && strlen(r.reason) >= CPX_REASON_MAX) {
+        reply_error(req, E_OUT_OF_RANGE, "reason",
+                    "reason may be at most %d bytes of UTF-8 (the ledger's limit).",
+                    CPX_REASON_MAX - 1);
+        return;
+    }
     struct decide_ctx d = { .to = to, .reason = r.reason };
     handler_transact(req, decide_tx, &d);
 }
@@ -230,4 +288,68 @@ void h_identity_approve(struct request *req)
 void h_identity_reject(struct request *req)
 {
     decide(req, IDENTITY_REJECTED, reject_spec);
+}
+
+struct rotate_req {
+    uint8_t new_public_key[CPX_ED25519_PK_LEN];
+};
+
+static const struct spec rotate_spec[] = {
+    SPEC_KEY("new_public_key", struct rotate_req, new_public_key, true),
+    SPEC_END,
+};
+
+static enum db_status rotate_tx(struct db_conn *c, struct request *req, void *arg,
+                                struct tx_reply *out)
+{
+    const struct rotate_req *r = arg;
+    const char *id = req->caller.id;
+    const uint8_t *old_key = req->caller.public_key; /* the key that signed this request */
+    bool refused;
+    enum db_status st = refuse_retired(c, r->new_public_key, "new_public_key", out, &refused);
+    if (st != DB_OK || refused)
+        return st;
+    st = db_identity_set_key(c, id, old_key, r->new_public_key);
+    if (st == DB_CONFLICT)
+        return tx_fail(out, E_KEY_IN_USE, "new_public_key", "Another identity holds this key.");
+    if (st == DB_NO_ROWS)
+        return tx_fail(out, E_INVALID_STATE, NULL,
+                       "The key of %s changed while this request was in flight.", id);
+    if (st == DB_OK)
+        st = db_retired_key_insert(c, old_key, id);
+    struct identity idn;
+    if (st == DB_OK)
+        st = db_identity_get(c, id, &idn);
+    if (st != DB_OK)
+        return st;
+    struct cpx_party party;
+    records_party_of(req, &party);
+    bool body_ok;
+    uint64_t seq;
+    st = records_key_rotation(c, out->ledger, id, old_key, r->new_public_key, &party, &body_ok,
+                              &seq);
+    if (st != DB_OK)
+        return st;
+    return body_ok ? changed(out, 200, &idn, seq) : body_refused(out);
+}
+
+void h_identity_rotate_key(struct request *req)
+{
+    struct rotate_req r = { 0 };
+    if (!request_parse(req, rotate_spec, &r) || !records_require_canonical_body(req))
+        return;
+    if (strcmp(req->params[0], req->caller.id) != 0) {
+        reply_error(req, E_FORBIDDEN_ROLE, NULL, "An identity can rotate only its own key.");
+        return;
+    }
+    if (req->caller.status == IDENTITY_REJECTED) {
+        reply_error(req, E_INVALID_STATE, NULL, "Identity %s was rejected.", req->caller.id);
+        return;
+    }
+    if (memcmp(r.new_public_key, req->caller.public_key, sizeof r.new_public_key) == 0) {
+        reply_error(req, E_INVALID_FIELD, "new_public_key",
+                    "new_public_key is the key in force; a rotation needs a new key.");
+        return;
+    }
+    handler_transact(req, rotate_tx, &r);
 }

@@ -18,5 +18,16 @@ void h_identity_list(struct request *req);
 void h_identity_show(struct request *req);
 void h_identity_approve(struct request *req);
 void h_identity_reject(struct request *req);
+void h_identity_rotate_key(struct request *req);
+
+/* h_ledger.c */
+void h_ledger_checkpoint(struct request *req);
+void h_ledger_checkpoints(struct request *req);
+void h_ledger_checkpoint_show(struct request *req);
+void h_ledger_records(struct request *req);
+void h_ledger_record(struct request *req);
+void h_ledger_consistency(struct request *req);
+void h_ledger_keys(struct request *req);
+void h_ledger_export(struct request *req);
 
 #endif

@@ -49,6 +49,31 @@ void reply_raw(struct request *req, int status, const char *content_type, const 
     req->status = status;
 }
 
+_Static_assert(REPLY_STREAM_END == MHD_CONTENT_READER_END_OF_STREAM, "reader end");
+_Static_assert(REPLY_STREAM_ERROR == MHD_CONTENT_READER_END_WITH_ERROR, "reader error");
+
+#define STREAM_BLOCK (64 * 1024) /* bytes libmicrohttpd asks a stream for at a time */
+
+void reply_stream(struct request *req, int status, const char *content_type, reply_reader read,
+                  void *cls, void (*free_cls)(void *))
+{
+    if (req->response != NULL) {
+        log_error("%s %s: answered twice (kept the first answer)", req->method, req->target);
+        free_cls(cls);
+        return;
+    }
+    req->response =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK, read, cls, free_cls);
+    if (req->response == NULL) {
+        log_error("out of memory creating a response");
+        free_cls(cls);
+        return;
+    }
+    MHD_add_response_header(req->response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    MHD_add_response_header(req->response, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    req->status = status;
+}
+
 void reply_json_text(struct request *req, int status, const char *text)
 {
     /* A final newline: a reply read with curl in a terminal ends its line. */
@@ -133,6 +158,29 @@ bool request_page(struct request *req, int *limit, const char **after)
         return false;
     }
     return true;
+}
+
+bool parse_u64(const char *s, uint64_t *out)
+{
+    if (s == NULL || *s == '\0' || (s[0] == '0' && s[1] != '\0'))
+        return false;
+    uint64_t v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > ((uint64_t)INT64_MAX - (uint64_t)(*s - '0')) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *out = v;
+    return true;
+}
+
+bool request_query_u64(struct request *req, const char *key, uint64_t *out)
+{
+    const char *v = request_query(req, key);
+    if (v == NULL || parse_u64(v, out))
+        return true;
+    reply_error(req, E_INVALID_QUERY, key, "%s must be a whole number from 0 to 2^63-1", key);
+    return false;
 }
 
 bool request_parse(struct request *req, const struct spec *spec, void *dest)

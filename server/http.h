@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "ledger/reqsig.h"
 #include "server/errors.h"
@@ -58,6 +59,29 @@ void reply_json_text(struct request *req, int status, const char *text);
 /* Answers with any content (copied). */
 void reply_raw(struct request *req, int status, const char *content_type, const char *data,
                size_t len);
+
+/*
+ * A body produced piece by piece (libmicrohttpd's content reader): writes up to max bytes at buf
+ * and returns how many, or REPLY_STREAM_END when the body is complete, or REPLY_STREAM_ERROR to
+ * cut the connection (the client sees a truncated body). pos counts bytes sent so far.
+ */
+typedef ssize_t (*reply_reader)(void *cls, uint64_t pos, char *buf, size_t max);
+#define REPLY_STREAM_END   (-1)
+#define REPLY_STREAM_ERROR (-2)
+
+/* Answers with a streamed body; free_cls(cls) runs when the response is done with. */
+void reply_stream(struct request *req, int status, const char *content_type, reply_reader read,
+                  void *cls, void (*free_cls)(void *));
+
+/*
+ * Parses the query parameter key as a decimal count 0..2^63-1 (no sign, no leading zeros).
+ * Leaves *out unchanged and returns true when the parameter is absent; answers 400 and returns
+ * false when it is malformed.
+ */
+bool request_query_u64(struct request *req, const char *key, uint64_t *out);
+
+/* Parses a decimal count 0..2^63-1 (no sign, no leading zeros); false when s is not one. */
+bool parse_u64(const char *s, uint64_t *out);
 
 /* Answers with error e: {"error":{"code","message","field"}}; field may be NULL; fmt NULL uses
  * the table's message. */

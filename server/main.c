@@ -9,6 +9,7 @@
 
 #include "ledger/crypto.h"
 #include "server/config.h"
+#include "server/ledger_writer.h"
 #include "server/log.h"
 #include "server/server.h"
 
@@ -24,6 +25,17 @@ int main(int argc, char **argv)
     if (cpx_crypto_init() != 0) {
         fprintf(stderr, "cpxd: cannot initialise libsodium\n");
         return 1;
+    }
+    if (cfg.print_verifier_key) {
+        struct ledger_signer signer;
+        const char *bad = ledger_signer_load(&signer, cfg.exchange_key, cfg.ledger_origin);
+        if (bad != NULL)
+            fprintf(stderr, "cpxd: exchange key %s: %s\n", cfg.exchange_key, bad);
+        else
+            printf("%s\n", signer.verifier_key);
+        ledger_signer_wipe(&signer);
+        config_free(&cfg);
+        return bad != NULL ? 1 : 0;
     }
     /* Signals are taken synchronously by this thread alone: block them before any thread starts,
      * so that every thread started later inherits the mask. */

@@ -24,6 +24,16 @@ struct route routes[] = {
     { "GET", "/v1/identities/{id}", h_identity_show, ACCESS_IDENTITY, 0, NULL },
     { "POST", "/v1/identities/{id}/approve", h_identity_approve, ACCESS_ROLE, ROLE_OPERATOR, NULL },
     { "POST", "/v1/identities/{id}/reject", h_identity_reject, ACCESS_ROLE, ROLE_OPERATOR, NULL },
+    { "POST", "/v1/identities/{id}/keys", h_identity_rotate_key, ACCESS_IDENTITY, 0, NULL },
+    /* the ledger: public, like every transparency log */
+    { "GET", "/v1/ledger/checkpoint", h_ledger_checkpoint, ACCESS_PUBLIC, 0, NULL },
+    { "GET", "/v1/ledger/checkpoints", h_ledger_checkpoints, ACCESS_PUBLIC, 0, NULL },
+    { "GET", "/v1/ledger/checkpoints/{size}", h_ledger_checkpoint_show, ACCESS_PUBLIC, 0, NULL },
+    { "GET", "/v1/ledger/records", h_ledger_records, ACCESS_PUBLIC, 0, NULL },
+    { "GET", "/v1/ledger/records/{seq}", h_ledger_record, ACCESS_PUBLIC, 0, NULL },
+    { "GET", "/v1/ledger/consistency", h_ledger_consistency, ACCESS_PUBLIC, 0, NULL },
+    { "GET", "/v1/ledger/keys", h_ledger_keys, ACCESS_PUBLIC, 0, NULL },
+    { "GET", "/v1/ledger/export", h_ledger_export, ACCESS_PUBLIC, 0, NULL },
 };
 const size_t nroutes = sizeof routes / sizeof routes[0];
 

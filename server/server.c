@@ -19,6 +19,7 @@
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/migrate.h"
+#include "server/records.h"
 #include "server/replay.h"
 #include "server/routes.h"
 #include "server/util.h"
@@ -83,20 +84,64 @@ done:
 }
 
 struct bootstrap {
-    struct identity idn;
-    bool created;
+    struct ledger_batch ledger; /* the records start-up writes */
+    struct identity op;         /* the configured operator */
+    bool have_op;               /* an operator key is configured */
+    bool op_created;            /* ... and it was registered just now */
+    uint64_t genesis;           /* identities written as genesis records */
+    enum db_status st;          /* the first failure inside genesis_one */
+    struct db_conn *conn;       /* the transaction's connection, for genesis_one */
 };
 
+/* Writes the exchange-originated records of an identity: registration and any decision. */
+static enum db_status record_identity(struct db_conn *c, struct ledger_batch *b,
+                                      const struct identity *idn)
+{
+    bool ok;
+    uint64_t seq;
+    enum db_status st = records_identity(c, b, idn, NULL, &ok, &seq);
+    if (st == DB_OK && idn->status != IDENTITY_PENDING)
+        st = records_decision(c, b, idn->id, idn->status, idn->reason, NULL, &ok, &seq);
+    return st;
+}
+
+static bool genesis_one(const struct identity *idn, void *arg)
+{
+    struct bootstrap *b = arg;
+    b->st = record_identity(b->conn, &b->ledger, idn);
+    b->genesis++;
+    return b->st == DB_OK;
+}
+
+/*
+ * Start-up's one transaction: identities older than the ledger become its genesis records (their
+ * signed requests were not kept, so the exchange vouches for them), then the configured operator
+ * is registered and approved once, both as records.
+ */
 static enum db_status bootstrap_tx(struct db_conn *c, void *arg)
 {
     struct bootstrap *b = arg;
-    return db_identity_bootstrap(c, &b->idn, &b->created);
+    ledger_batch_reset(&b->ledger);
+    b->genesis = 0;
+    b->st = DB_OK;
+    b->conn = c;
+    enum db_status st = ledger_batch_begin(c, &b->ledger);
+    if (st == DB_OK && b->ledger.range.size == 0)
+        st = db_identity_all(c, genesis_one, b);
+    if (st == DB_OK)
+        st = b->st;
+    if (st == DB_OK && b->have_op)
+        st = db_identity_bootstrap(c, &b->op, &b->op_created);
+    if (st == DB_OK && b->op_created) {
+        b->op.status = IDENTITY_APPROVED;
+        st = record_identity(c, &b->ledger, &b->op);
+    }
+    return st == DB_OK ? ledger_batch_commit(c, &b->ledger) : st;
 }
 
-/* Registers and approves the operator whose key file is cfg->operator_key, once. */
-static int bootstrap_operator(struct server *srv)
+/* Reads the operator's key file (only its public half is kept) into b->op. */
+static int load_operator(const char *path, struct bootstrap *b)
 {
-    const char *path = srv->cfg->operator_key;
     size_t len;
     char *text = read_file(path, 4096, &len);
     if (text == NULL) {
@@ -112,19 +157,37 @@ static int bootstrap_operator(struct server *srv)
         return -1;
     }
     cpx_keypair_wipe(&kf.kp); /* only the public half is needed */
-    struct bootstrap b = { .idn.roles = ROLE_OPERATOR };
-    snprintf(b.idn.id, sizeof b.idn.id, "%s", kf.identity);
-    snprintf(b.idn.name, sizeof b.idn.name, "CPX operator");
+    b->have_op = true;
+    b->op.roles = ROLE_OPERATOR;
+    snprintf(b->op.id, sizeof b->op.id, "%s", kf.identity);
+    snprintf(b->op.name, sizeof b->op.name, "CPX operator");
     /* Registration numbers are unique among live identities: one per operator key. */
-    snprintf(b.idn.reg_no, sizeof b.idn.reg_no, "CPX-OPERATOR-%.16s", kf.identity + 4);
-    memcpy(b.idn.public_key, kf.kp.pk, sizeof b.idn.public_key);
+    snprintf(b->op.reg_no, sizeof b->op.reg_no, "CPX-OPERATOR-%.16s", kf.identity + 4);
+    memcpy(b->op.public_key, kf.kp.pk, sizeof b->op.public_key);
+    return 0;
+}
+
+/* Writes the ledger's genesis records and registers the configured operator, once. */
+static int bootstrap(struct server *srv)
+{
+    struct bootstrap b = { 0 };
+    const char *path = srv->cfg->operator_key;
+    if (path != NULL && load_operator(path, &b) != 0)
+        return -1;
+    ledger_batch_init(&b.ledger, &srv->signer);
     enum db_status st = db_transact(srv->db, DB_SERIALIZABLE, bootstrap_tx, &b);
+    ledger_batch_free(&b.ledger);
     if (st != DB_OK) {
-        log_error("operator key %s: cannot register the operator (%s)", path,
-                  st == DB_CONFLICT ? "its key belongs to another identity" : "database error");
+        log_error("start-up records: %s", st == DB_CONFLICT && b.have_op
+                                              ? "the operator key belongs to another identity"
+                                              : "database error");
         return -1;
     }
-    log_info("operator %s %s", b.idn.id, b.created ? "registered and approved" : "present");
+    if (b.genesis > 0)
+        log_info("ledger: %llu identities older than the ledger recorded",
+                 (unsigned long long)b.genesis);
+    if (b.have_op)
+        log_info("operator %s %s", b.op.id, b.op_created ? "registered and approved" : "present");
     return 0;
 }
 
@@ -148,6 +211,13 @@ int server_start(struct server *srv, const struct config *cfg)
     pthread_cond_init(&srv->maint_wake, NULL);
     log_set_level((enum log_level)log_level_parse(cfg->log_level));
 
+    const char *bad = ledger_signer_load(&srv->signer, cfg->exchange_key, cfg->ledger_origin);
+    if (bad != NULL) {
+        log_error("exchange key %s: %s", cfg->exchange_key, bad);
+        return -1;
+    }
+    log_info("ledger %s, verifier key %s", srv->signer.origin, srv->signer.verifier_key);
+
     /* The schema first: the pool prepares its statements against it. */
     if (apply_migrations(cfg->database_url) != 0)
         return -1;
@@ -158,7 +228,7 @@ int server_start(struct server *srv, const struct config *cfg)
         free(err);
         return -1;
     }
-    if (cfg->operator_key != NULL && bootstrap_operator(srv) != 0)
+    if (bootstrap(srv) != 0)
         goto fail;
     srv->metrics = metrics_create(nroutes, routes_init());
     srv->replay = replay_create(2 * cfg->clock_skew);
@@ -195,6 +265,7 @@ void server_stop(struct server *srv)
     srv->replay = NULL;
     srv->metrics = NULL;
     srv->db = NULL;
+    ledger_signer_wipe(&srv->signer);
     pthread_mutex_destroy(&srv->maint_mu);
     pthread_cond_destroy(&srv->maint_wake);
 }

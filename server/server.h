@@ -10,12 +10,14 @@
 #include <stdint.h>
 
 #include "server/config.h"
+#include "server/ledger_writer.h"
 
 struct server {
     const struct config *cfg;    /* settings, read-only after start */
     struct db_pool *db;          /* PostgreSQL connections */
     struct metrics *metrics;     /* request counters and histograms */
     struct replay_cache *replay; /* signatures seen recently */
+    struct ledger_signer signer; /* the exchange's checkpoint key and the ledger's origin */
     struct MHD_Daemon *daemon;   /* the HTTPS listener */
     uint16_t port;               /* port actually bound */
     char *tls_cert_pem;          /* certificate text, alive while listening */

@@ -50,6 +50,7 @@ struct tx_state {
     char *replayed;        /* a stored first answer being replayed (malloc'd) */
     int replayed_status;
     struct tx_reply out;
+    struct ledger_batch ledger;
 };
 
 /* SHA-256 over what makes two requests "the same" for Idempotency-Key: method, target, body. */
@@ -72,6 +73,8 @@ static enum db_status run_tx(struct db_conn *c, void *arg)
     struct request *req = s->req;
     json_decref(s->out.body);
     memset(&s->out, 0, sizeof s->out);
+    ledger_batch_reset(&s->ledger);
+    s->out.ledger = &s->ledger;
     free(s->replayed);
     s->replayed = NULL;
 
@@ -106,6 +109,9 @@ static enum db_status run_tx(struct db_conn *c, void *arg)
         return DB_HARD;
     if (s->out.failed)
         return DB_NO_ROWS; /* roll back: nothing of a refused request is kept */
+    st = ledger_batch_commit(c, &s->ledger);
+    if (st != DB_OK)
+        return st;
     if (s->idem_key != NULL) {
         char *text = s->out.body ? json_dumps(s->out.body, JSON_COMPACT) : strdup("{}");
         if (text == NULL)
@@ -140,7 +146,9 @@ void handler_transact(struct request *req, handler_tx_fn fn, void *arg)
     }
     if (s.idem_key != NULL)
         request_hash(req, s.idem_hash);
+    ledger_batch_init(&s.ledger, &req->srv->signer);
     enum db_status st = db_transact(req->srv->db, DB_SERIALIZABLE, run_tx, &s);
+    ledger_batch_free(&s.ledger);
     if (s.out.failed)
         reply_error(req, s.out.error, s.out.field, s.out.message[0] ? "%s" : NULL, s.out.message);
     else if (st == DB_OK && s.replayed != NULL)

@@ -6,7 +6,9 @@
  *   - Idempotency-Key: a repeat of a request with the same key returns the first answer, and the
  *     same key on a different request is refused (409).
  * The handler's function decides the answer with tx_ok or tx_fail; a failure rolls everything
- * back, so a refused request never leaves half its writes behind.
+ * back, so a refused request never leaves half its writes behind. Ledger records it appends to
+ * out->ledger (ledger_writer.h) are written, with the checkpoint that covers them, just before
+ * COMMIT: the change and its record commit together or not at all.
  */
 #ifndef CPX_SERVER_TXN_H
 #define CPX_SERVER_TXN_H
@@ -16,6 +18,7 @@
 
 #include "server/db.h"
 #include "server/errors.h"
+#include "server/ledger_writer.h"
 
 struct request;
 
@@ -28,6 +31,7 @@ struct tx_reply {
     enum err error;    /* tx_fail: the error */
     char field[128];   /* tx_fail: field at fault, or "" */
     char message[512]; /* tx_fail: sentence, or "" for the table's */
+    struct ledger_batch *ledger; /* the transaction's ledger records */
 };
 
 /* The work of one request; see db_tx_fn for the rules (it may run more than once). */

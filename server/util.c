@@ -4,10 +4,13 @@
 #include "server/util.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "ledger/codec.h"
 
 int64_t now_us(void)
 {
@@ -138,4 +141,77 @@ char *read_file(const char *path, size_t max, size_t *len)
     if (len != NULL)
         *len = n;
     return buf;
+}
+
+/* Makes room for `more` bytes and a NUL; false (and b failed) when that cannot be had. */
+static bool strbuf_reserve(struct strbuf *b, size_t more)
+{
+    if (b->failed)
+        return false;
+    if (more > SIZE_MAX / 2 - b->len) {
+        b->failed = true;
+        return false;
+    }
+    size_t need = b->len + more + 1;
+    if (need <= b->cap)
+        return true;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < need)
+        cap *= 2;
+    char *p = realloc(b->data, cap);
+    if (p == NULL) {
+        b->failed = true;
+        return false;
+    }
+    b->data = p;
+    b->cap = cap;
+    return true;
+}
+
+void strbuf_add(struct strbuf *b, const void *s, size_t len)
+{
+    if (!strbuf_reserve(b, len))
+        return;
+    memcpy(b->data + b->len, s, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+}
+
+void strbuf_addf(struct strbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || !strbuf_reserve(b, (size_t)n)) {
+        b->failed = true;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void strbuf_add_hex(struct strbuf *b, const uint8_t *data, size_t len)
+{
+    if (len > SIZE_MAX / 4 || !strbuf_reserve(b, 2 * len))
+        return;
+    cpx_hex_encode(data, len, b->data + b->len);
+    b->len += 2 * len;
+    b->data[b->len] = '\0';
+}
+
+void strbuf_reset(struct strbuf *b)
+{
+    b->len = 0;
+    b->failed = false;
+    if (b->data != NULL)
+        b->data[0] = '\0';
+}
+
+void strbuf_free(struct strbuf *b)
+{
+    free(b->data);
+    *b = (struct strbuf){ 0 };
 }

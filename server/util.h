@@ -34,4 +34,27 @@ bool parse_rfc3339(const char *s, int64_t *t_us);
  */
 char *read_file(const char *path, size_t max, size_t *len);
 
+/* A growable byte string. Zero-initialise; a failed allocation makes it `failed` and sticky. */
+struct strbuf {
+    char *data;  /* NUL-terminated while not failed (NULL before the first append) */
+    size_t len;  /* bytes, without the NUL */
+    size_t cap;  /* bytes allocated */
+    bool failed; /* an allocation failed; data is unusable */
+};
+
+/* Appends len bytes of s. */
+void strbuf_add(struct strbuf *b, const void *s, size_t len);
+
+/* Appends a printf-formatted string. */
+void strbuf_addf(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Appends the lower-case hex of data[0..len). */
+void strbuf_add_hex(struct strbuf *b, const uint8_t *data, size_t len);
+
+/* Empties b, keeping its allocation. */
+void strbuf_reset(struct strbuf *b);
+
+/* Frees b's allocation and empties it. */
+void strbuf_free(struct strbuf *b);
+
 #endif

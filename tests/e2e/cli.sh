@@ -30,10 +30,11 @@ expect() {
 
 psql -X -q "$admin" -c "CREATE DATABASE $db OWNER cpx"
 "$BIN/cpx" keygen --out "$work/op.key" >/dev/null
+"$BIN/cpx" keygen --out "$work/exchange.key" >/dev/null
 "$BIN/cpxd" --port 0 --port-file "$work/port" --log-level warn \
     --database-url "postgresql:///$db?host=$CPX_TEST_PG_HOST&user=cpx" \
     --tls-cert "$CPX_TEST_VAR/tls/cert.pem" --tls-key "$CPX_TEST_VAR/tls/key.pem" \
-    --operator-key "$work/op.key" >"$work/cpxd.log" 2>&1 &
+    --operator-key "$work/op.key" --exchange-key "$work/exchange.key" >"$work/cpxd.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do [ -s "$work/port" ] && break; sleep 0.1; done
 [ -s "$work/port" ] || { cat "$work/cpxd.log"; fail "cpxd did not start"; }

@@ -66,9 +66,8 @@ static void *work(void *arg)
         char pk[45], body[512], target[128];
         cpx_public_key_encode(cl.key.kp.pk, pk);
         snprintf(body, sizeof body,
-                 "{\"name\":\"org %d-%d\",\"reg_no\":\"C-%d-%d\",\"roles\":[\"buyer\"],"
-                 "\"public_key\":\"%s\"}",
-                 w->index, i, w->index, i, pk);
+                 "{\"name\":\"org %d-%d\",\"public_key\":\"%s\",\"reg_no\":\"C-%d-%d\",\"roles\":[\"buyer\"]}",
+                 w->index, i, pk, w->index, i);
         struct client_reply r;
         if (!client_call(&cl, "POST", "/v1/identities", body, true, NULL, &r) || r.status != 201)
             w->failures++;

@@ -157,8 +157,7 @@ static void register_conflicts(void **state)
     cpx_public_key_encode(carol.key.kp.pk, pk);
     char body[512];
     snprintf(body, sizeof body,
-             "{\"name\":\"carol again\",\"reg_no\":\"X-1\",\"roles\":[\"buyer\"],"
-             "\"public_key\":\"%s\"}",
+             "{\"name\":\"carol again\",\"public_key\":\"%s\",\"reg_no\":\"X-1\",\"roles\":[\"buyer\"]}",
              pk);
     struct client_reply r = call(&carol, "POST", "/v1/identities", body);
     assert_int_equal(r.status, 409);
@@ -174,8 +173,8 @@ static void register_conflicts(void **state)
     cpx_identity_id_for_key(other.kp.pk, other.identity);
     cpx_public_key_encode(other.kp.pk, pk);
     snprintf(body, sizeof body,
-             "{\"name\":\"eve\",\"reg_no\":\"%s\",\"roles\":[\"buyer\"],\"public_key\":\"%s\"}",
-             reg_no, pk);
+             "{\"name\":\"eve\",\"public_key\":\"%s\",\"reg_no\":\"%s\",\"roles\":[\"buyer\"]}",
+             pk, reg_no);
     char auth[CPX_AUTH_HEADER_MAX + 32];
     sign_header(&other, "POST", "/v1/identities", (int64_t)time(NULL), body, strlen(body), auth);
     const char *headers[] = { auth, "Content-Type: application/json", NULL };
@@ -204,6 +203,7 @@ static void idempotency_key(void **state)
     assert_int_equal(b.status, 200); /* the first answer again, not 409 */
     assert_string_equal(a.body, b.body);
     /* The same key for a different request is refused. */
+    snprintf(target, sizeof target, "/v1/identities/%s/reject", id);
     assert_true(client_call(&op, "POST", target, "{\"reason\":\"other\"}", true, headers, &c));
     assert_int_equal(c.status, 409);
     assert_string_equal(reply_code(c.json), "idempotency_key_reused");
@@ -269,8 +269,8 @@ static void replay_refused_across_restart(void **state)
     cpx_public_key_encode(k.kp.pk, pk);
     snprintf(
         body, sizeof body,
-        "{\"name\":\"grace\",\"reg_no\":\"GR-%s\",\"roles\":[\"buyer\"],\"public_key\":\"%s\"}",
-        k.identity + 4, pk);
+        "{\"name\":\"grace\",\"public_key\":\"%s\",\"reg_no\":\"GR-%s\",\"roles\":[\"buyer\"]}",
+        pk, k.identity + 4);
     sign_header(&k, "POST", "/v1/identities", (int64_t)time(NULL), body, strlen(body), auth);
     const char *headers[] = { auth, "Content-Type: application/json", NULL };
     struct raw_reply r;

@@ -72,47 +72,47 @@ static const struct bad_case bad_bodies[] = {
     { "an array", "[1,2]", 400, "malformed_json", NULL },
     { "a string", "\"hello\"", 400, "malformed_json", NULL },
     { "duplicate keys",
-      "{\"name\":\"a\",\"name\":\"b\",\"reg_no\":\"R1\",\"roles\":[\"buyer\"],\"public_key\":\"%"
-      "s\"}",
+      "{\"name\":\"a\",\"name\":\"b\",\"public_key\":\"%"
+      "s\",\"reg_no\":\"R1\",\"roles\":[\"buyer\"]}",
       400, "malformed_json", NULL },
     { "missing name", "{\"reg_no\":\"R1\",\"roles\":[\"buyer\"],\"public_key\":\"%s\"}", 400,
       "missing_field", "name" },
-    { "null name", "{\"name\":null,\"reg_no\":\"R1\",\"roles\":[\"buyer\"],\"public_key\":\"%s\"}",
+    { "null name", "{\"name\":null,\"public_key\":\"%s\",\"reg_no\":\"R1\",\"roles\":[\"buyer\"]}",
       400, "missing_field", "name" },
-    { "name a number", "{\"name\":7,\"reg_no\":\"R1\",\"roles\":[\"buyer\"],\"public_key\":\"%s\"}",
+    { "name a number", "{\"name\":7,\"public_key\":\"%s\",\"reg_no\":\"R1\",\"roles\":[\"buyer\"]}",
       400, "invalid_field", "name" },
-    { "empty name", "{\"name\":\"\",\"reg_no\":\"R1\",\"roles\":[\"buyer\"],\"public_key\":\"%s\"}",
+    { "empty name", "{\"name\":\"\",\"public_key\":\"%s\",\"reg_no\":\"R1\",\"roles\":[\"buyer\"]}",
       400, "out_of_range", "name" },
     { "name with a newline",
-      "{\"name\":\"a\\nb\",\"reg_no\":\"R1\",\"roles\":[\"buyer\"],\"public_key\":\"%s\"}", 400,
+      "{\"name\":\"a\\nb\",\"public_key\":\"%s\",\"reg_no\":\"R1\",\"roles\":[\"buyer\"]}", 400,
       "invalid_field", "name" },
     { "name with a NUL escape (refused by the JSON decoder)",
-      "{\"name\":\"a\\u0000b\",\"reg_no\":\"R1\",\"roles\":[\"buyer\"],\"public_key\":\"%s\"}", 400,
+      "{\"name\":\"a\\u0000b\",\"public_key\":\"%s\",\"reg_no\":\"R1\",\"roles\":[\"buyer\"]}", 400,
       "malformed_json", NULL },
     { "reg_no with a space",
-      "{\"name\":\"a\",\"reg_no\":\"R 1\",\"roles\":[\"buyer\"],\"public_key\":\"%s\"}", 400,
+      "{\"name\":\"a\",\"public_key\":\"%s\",\"reg_no\":\"R 1\",\"roles\":[\"buyer\"]}", 400,
       "invalid_field", "reg_no" },
     { "roles not an array",
-      "{\"name\":\"a\",\"reg_no\":\"R1\",\"roles\":\"buyer\",\"public_key\":\"%s\"}", 400,
+      "{\"name\":\"a\",\"public_key\":\"%s\",\"reg_no\":\"R1\",\"roles\":\"buyer\"}", 400,
       "invalid_field", "roles" },
-    { "roles empty", "{\"name\":\"a\",\"reg_no\":\"R1\",\"roles\":[],\"public_key\":\"%s\"}", 400,
+    { "roles empty", "{\"name\":\"a\",\"public_key\":\"%s\",\"reg_no\":\"R1\",\"roles\":[]}", 400,
       "invalid_field", "roles" },
     { "unknown role",
-      "{\"name\":\"a\",\"reg_no\":\"R1\",\"roles\":[\"king\"],\"public_key\":\"%s\"}", 400,
+      "{\"name\":\"a\",\"public_key\":\"%s\",\"reg_no\":\"R1\",\"roles\":[\"king\"]}", 400,
       "invalid_field", "roles" },
     { "role twice",
-      "{\"name\":\"a\",\"reg_no\":\"R1\",\"roles\":[\"buyer\",\"buyer\"],\"public_key\":\"%s\"}",
+      "{\"name\":\"a\",\"public_key\":\"%s\",\"reg_no\":\"R1\",\"roles\":[\"buyer\",\"buyer\"]}",
       400, "invalid_field", "roles" },
-    { "role a number", "{\"name\":\"a\",\"reg_no\":\"R1\",\"roles\":[1],\"public_key\":\"%s\"}",
+    { "role a number", "{\"name\":\"a\",\"public_key\":\"%s\",\"reg_no\":\"R1\",\"roles\":[1]}",
       400, "invalid_field", "roles" },
     { "key bad base64",
-      "{\"name\":\"a\",\"reg_no\":\"R1\",\"roles\":[\"buyer\"],\"public_key\":\"!!!notbase64\"}",
+      "{\"name\":\"a\",\"public_key\":\"!!!notbase64\",\"reg_no\":\"R1\",\"roles\":[\"buyer\"]}",
       400, "invalid_field", "public_key" },
     { "key too short",
-      "{\"name\":\"a\",\"reg_no\":\"R1\",\"roles\":[\"buyer\"],\"public_key\":\"AAAA\"}", 400,
+      "{\"name\":\"a\",\"public_key\":\"AAAA\",\"reg_no\":\"R1\",\"roles\":[\"buyer\"]}", 400,
       "invalid_field", "public_key" },
     { "unknown field",
-      "{\"name\":\"a\",\"reg_no\":\"R1\",\"roles\":[\"buyer\"],\"public_key\":\"%s\",\"x\":1}", 400,
+      "{\"name\":\"a\",\"public_key\":\"%s\",\"reg_no\":\"R1\",\"roles\":[\"buyer\"],\"x\":1}", 400,
       "unknown_field", "x" },
     { "huge integer where a string goes",
       "{\"name\":99999999999999999999999999,\"reg_no\":\"R1\",\"roles\":[\"buyer\"]}", 400,
@@ -172,7 +172,7 @@ static void http_level_errors(void **state)
     /* Wrong media type. */
     char body[512];
     snprintf(body, sizeof body,
-             "{\"name\":\"a\",\"reg_no\":\"R1\",\"roles\":[\"buyer\"],\"public_key\":\"%s\"}",
+             "{\"name\":\"a\",\"public_key\":\"%s\",\"reg_no\":\"R1\",\"roles\":[\"buyer\"]}",
              newkey_pk);
     post_register(body, strlen(body), "text/plain", &r);
     assert_int_equal(r.status, 415);
@@ -279,11 +279,10 @@ static void tampered_body(void **state)
     int64_t before = identities();
     char body[512], tampered[512], auth[CPX_AUTH_HEADER_MAX + 32];
     snprintf(body, sizeof body,
-             "{\"name\":\"honest\",\"reg_no\":\"T1\",\"roles\":[\"buyer\"],\"public_key\":\"%s\"}",
+             "{\"name\":\"honest\",\"public_key\":\"%s\",\"reg_no\":\"T1\",\"roles\":[\"buyer\"]}",
              newkey_pk);
     snprintf(tampered, sizeof tampered,
-             "{\"name\":\"honest\",\"reg_no\":\"T1\",\"roles\":[\"operator\"],"
-             "\"public_key\":\"%s\"}",
+             "{\"name\":\"honest\",\"public_key\":\"%s\",\"reg_no\":\"T1\",\"roles\":[\"operator\"]}",
              newkey_pk);
     sign_header(&newkey, "POST", "/v1/identities", (int64_t)time(NULL), body, strlen(body), auth);
     const char *headers[] = { auth, "Content-Type: application/json", NULL };

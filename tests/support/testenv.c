@@ -171,11 +171,15 @@ static void spawn(struct test_server *ts, const char *const *args)
                              ts->db_url,
                              "--operator-key",
                              ts->operator_key,
+                             "--exchange-key",
+                             ts->exchange_key,
+                             "--ledger-origin",
+                             TEST_LEDGER_ORIGIN,
                              "--threads",
                              "4",
                              "--log-level",
                              "warn" };
-    size_t n = 17;
+    size_t n = 21;
     for (size_t i = 0; args != NULL && args[i] != NULL && n < 62; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
@@ -218,6 +222,14 @@ void test_server_start(struct test_server *ts, const char *db_url, const char *c
         test_db_create(ts->db_url);
     snprintf(ts->operator_key, sizeof ts->operator_key, "%s/operator.key", ts->dir);
     keygen(ts->operator_key);
+    snprintf(ts->exchange_key, sizeof ts->exchange_key, "%s/exchange.key", ts->dir);
+    keygen(ts->exchange_key);
+    snprintf(ts->verifier_key, sizeof ts->verifier_key, "%s/exchange.vkey", ts->dir);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "%s/cpxd --exchange-key '%s' --ledger-origin %s --print-verifier-key >'%s'",
+             env("CPX_TEST_BIN"), ts->exchange_key, TEST_LEDGER_ORIGIN, ts->verifier_key);
+    if (system(cmd) != 0)
+        fail_msg("%s failed", cmd);
     snprintf(ts->log, sizeof ts->log, "%s/cpxd.log", ts->dir);
     spawn(ts, args);
 }
@@ -276,7 +288,7 @@ void test_identity(const struct test_server *ts, const char *name, const char *r
     snprintf(reg_no, sizeof reg_no, "REG-%s", cl->key.identity + 4);
     json_t *body = json_pack("{s:s, s:s, s:o, s:s}", "name", name, "reg_no", reg_no, "roles", list,
                              "public_key", pk);
-    char *text = json_dumps(body, JSON_COMPACT);
+    char *text = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(body);
     struct client_reply r;
     assert_true(client_call(cl, "POST", "/v1/identities", text, true, NULL, &r));

@@ -44,6 +44,8 @@ int64_t test_db_scalar(const char *url, const char *sql);
 void test_db_exec(const char *url, const char *sql);
 
 /* A cpxd under test. */
+#define TEST_LEDGER_ORIGIN "cpx.test/ledger" /* the ledger origin test servers use */
+
 struct test_server {
     pid_t pid;              /* its process */
     uint16_t port;          /* port it listens on */
@@ -51,6 +53,8 @@ struct test_server {
     char db_url[512];       /* its database */
     char dir[256];          /* scratch folder: operator key, logs, key files */
     char operator_key[320]; /* key file of the bootstrap operator */
+    char exchange_key[320]; /* key file of the exchange's ledger key */
+    char verifier_key[320]; /* file holding its verifier key string, for cpx-audit */
     char log[320];          /* cpxd's output */
 };
 

@@ -1,0 +1,331 @@
+/*
+ * Ledger queries: see db_ledger.h.
+ *
+ * Statement table: name, SQL, parameters, and the function that runs it.
+ *   ledger_head_lock        db_ledger_head_lock
+ *   ledger_head_set         db_ledger_head_set
+ *   ledger_size             db_ledger_size
+ *   ledger_nodes_get        db_ledger_nodes_get
+ *   ledger_records_insert   db_ledger_insert
+ *   ledger_nodes_insert     db_ledger_insert
+ *   ledger_checkpoint_*     db_ledger_checkpoint_insert, _get, _list
+ *   ledger_records_list     db_ledger_record_list
+ *   retired_key_*           db_retired_key_insert, db_retired_key_get
+ *
+ * A batch travels as parallel arrays (one statement for all records, one for all nodes, whatever
+ * the batch size): array literals built here from integers, fixed words (kind names, identity
+ * ids, which need no quoting) and hex; bytes go in as hex and come out of decode(). Nothing a
+ * client wrote reaches SQL text: record bytes are hex, and kinds and ids are validated before.
+ */
+#include "server/db_ledger.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ledger/codec.h"
+#include "server/util.h"
+
+#define US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
+
+const struct db_statement db_ledger_statements[] = {
+    { "ledger_head_lock", "SELECT size, ts_ms FROM ledger_head FOR UPDATE", 0 },
+    { "ledger_head_set", "UPDATE ledger_head SET size = $1, ts_ms = $2", 2 },
+    { "ledger_size", "SELECT size FROM ledger_head", 0 },
+    { "ledger_nodes_get",
+      "SELECT q.n, n.hash FROM unnest($1::smallint[], $2::bigint[]) WITH ORDINALITY "
+      "AS q(level, idx, n) JOIN ledger_nodes n USING (level, idx)",
+      2 },
+    { "ledger_records_insert",
+      "INSERT INTO ledger_records (seq, kind, ts_ms, party_id, record) "
+      "SELECT seq, kind, ts, party, decode(rec, 'hex') FROM "
+      "unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[]) "
+      "AS t(seq, kind, ts, party, rec)",
+      5 },
+    { "ledger_nodes_insert",
+      "INSERT INTO ledger_nodes (level, idx, hash) SELECT level, idx, decode(h, 'hex') "
+      "FROM unnest($1::smallint[], $2::bigint[], $3::text[]) AS t(level, idx, h)",
+      3 },
+    { "ledger_checkpoint_insert",
+      "INSERT INTO ledger_checkpoints (size, root, note) VALUES ($1, $2::bytea, $3)", 3 },
+    { "ledger_checkpoint_get",
+      "SELECT size, root, note, " US("created_at") " FROM ledger_checkpoints "
+      "WHERE size = $1 OR ($1 = 0 AND size = (SELECT max(size) FROM ledger_checkpoints))",
+      1 },
+    { "ledger_checkpoint_list",
+      "SELECT size, root, note, " US("created_at") " FROM ledger_checkpoints "
+      "WHERE size > $1 AND size <= $2 ORDER BY size LIMIT $3",
+      3 },
+    { "ledger_records_list",
+      "SELECT r.seq, r.record, n.hash FROM ledger_records r "
+      "LEFT JOIN ledger_nodes n ON n.level = 0 AND n.idx = r.seq "
+      "WHERE r.seq >= $1 AND r.seq < $2 ORDER BY r.seq LIMIT $3",
+      3 },
+    { "retired_key_insert",
+      "INSERT INTO retired_keys (public_key, identity_id) VALUES ($1::bytea, $2)", 2 },
+    { "retired_key_get", "SELECT 1 FROM retired_keys WHERE public_key = $1::bytea", 1 },
+    { NULL, NULL, 0 },
+};
+
+/* Reads column col of row r as an unsigned count (0 when NULL or negative). */
+static uint64_t get_u64(const PGresult *r, int row, int col)
+{
+    int64_t v = db_get_i64(r, row, col);
+    return v > 0 ? (uint64_t)v : 0;
+}
+
+enum db_status db_ledger_head_lock(struct db_conn *c, uint64_t *size, int64_t *ts_ms)
+{
+    PGresult *r;
+    enum db_status st = db_query(c, "ledger_head_lock", 0, NULL, &r);
+    if (st != DB_OK)
+        return st;
+    st = PQntuples(r) == 1 ? DB_OK : DB_HARD; /* the migration inserts the one row */
+    if (st == DB_OK) {
+        *size = get_u64(r, 0, 0);
+        *ts_ms = db_get_i64(r, 0, 1);
+    }
+    PQclear(r);
+    return st;
+}
+
+enum db_status db_ledger_head_set(struct db_conn *c, uint64_t size, int64_t ts_ms)
+{
+    char s[24], t[24];
+    snprintf(s, sizeof s, "%" PRIu64, size);
+    snprintf(t, sizeof t, "%" PRId64, ts_ms);
+    const char *params[] = { s, t };
+    return db_command(c, "ledger_head_set", 2, params, NULL);
+}
+
+enum db_status db_ledger_size(struct db_conn *c, uint64_t *size)
+{
+    PGresult *r;
+    enum db_status st = db_query(c, "ledger_size", 0, NULL, &r);
+    if (st != DB_OK)
+        return st;
+    st = PQntuples(r) == 1 ? DB_OK : DB_HARD;
+    if (st == DB_OK)
+        *size = get_u64(r, 0, 0);
+    PQclear(r);
+    return st;
+}
+
+enum db_status db_ledger_nodes_get(struct db_conn *c, const struct cpx_merkle_node *coords,
+                                   size_t n, uint8_t (*hashes)[CPX_HASH_LEN], bool *found)
+{
+    memset(found, 0, n * sizeof *found);
+    if (n == 0)
+        return DB_OK;
+    struct strbuf levels = { 0 }, idxs = { 0 };
+    for (size_t i = 0; i < n; i++) {
+        strbuf_addf(&levels, "%c%u", i ? ',' : '{', coords[i].level);
+        strbuf_addf(&idxs, "%c%" PRIu64, i ? ',' : '{', coords[i].index);
+    }
+    strbuf_add(&levels, "}", 1);
+    strbuf_add(&idxs, "}", 1);
+    enum db_status st = DB_HARD;
+    PGresult *r = NULL;
+    if (!levels.failed && !idxs.failed) {
+        const char *params[] = { levels.data, idxs.data };
+        st = db_query(c, "ledger_nodes_get", 2, params, &r);
+    }
+    strbuf_free(&levels);
+    strbuf_free(&idxs);
+    if (st != DB_OK)
+        return st;
+    for (int row = 0; row < PQntuples(r); row++) {
+        int64_t ord = db_get_i64(r, row, 0); /* WITH ORDINALITY counts from 1 */
+        if (ord < 1 || (uint64_t)ord > n)
+            continue;
+        size_t i = (size_t)ord - 1;
+        found[i] = db_get_bytea(r, row, 1, hashes[i], CPX_HASH_LEN);
+    }
+    PQclear(r);
+    return DB_OK;
+}
+
+/* Closes four array literals and runs the record insert. */
+static enum db_status insert_records(struct db_conn *c, const struct db_ledger_row *rows, size_t n)
+{
+    struct strbuf seq = { 0 }, kind = { 0 }, ts = { 0 }, party = { 0 }, rec = { 0 };
+    for (size_t i = 0; i < n; i++) {
+        char sep = i ? ',' : '{';
+        strbuf_addf(&seq, "%c%" PRIu64, sep, rows[i].seq);
+        strbuf_addf(&kind, "%c%s", sep, rows[i].kind);
+        strbuf_addf(&ts, "%c%" PRId64, sep, rows[i].ts_ms);
+        strbuf_addf(&party, "%c%s", sep, rows[i].party_id[0] ? rows[i].party_id : "NULL");
+        strbuf_add(&rec, &sep, 1);
+        strbuf_add_hex(&rec, rows[i].bytes, rows[i].len);
+    }
+    struct strbuf *all[] = { &seq, &kind, &ts, &party, &rec };
+    bool ok = true;
+    for (size_t k = 0; k < 5; k++) {
+        strbuf_add(all[k], "}", 1);
+        ok = ok && !all[k]->failed;
+    }
+    enum db_status st = DB_HARD;
+    if (ok) {
+        const char *params[] = { seq.data, kind.data, ts.data, party.data, rec.data };
+        st = db_command(c, "ledger_records_insert", 5, params, NULL);
+    }
+    for (size_t k = 0; k < 5; k++)
+        strbuf_free(all[k]);
+    return st;
+}
+
+static enum db_status insert_nodes(struct db_conn *c, const struct cpx_merkle_node *nodes, size_t m)
+{
+    struct strbuf level = { 0 }, idx = { 0 }, hash = { 0 };
+    for (size_t i = 0; i < m; i++) {
+        char sep = i ? ',' : '{';
+        strbuf_addf(&level, "%c%u", sep, nodes[i].level);
+        strbuf_addf(&idx, "%c%" PRIu64, sep, nodes[i].index);
+        strbuf_add(&hash, &sep, 1);
+        strbuf_add_hex(&hash, nodes[i].hash, CPX_HASH_LEN);
+    }
+    strbuf_add(&level, "}", 1);
+    strbuf_add(&idx, "}", 1);
+    strbuf_add(&hash, "}", 1);
+    enum db_status st = DB_HARD;
+    if (!level.failed && !idx.failed && !hash.failed) {
+        const char *params[] = { level.data, idx.data, hash.data };
+        st = db_command(c, "ledger_nodes_insert", 3, params, NULL);
+    }
+    strbuf_free(&level);
+    strbuf_free(&idx);
+    strbuf_free(&hash);
+    return st;
+}
+
+enum db_status db_ledger_insert(struct db_conn *c, const struct db_ledger_row *rows, size_t n,
+                                const struct cpx_merkle_node *nodes, size_t m)
+{
+    enum db_status st = n ? insert_records(c, rows, n) : DB_OK;
+    if (st == DB_OK && m)
+        st = insert_nodes(c, nodes, m);
+    return st;
+}
+
+void db_checkpoint_clear(struct db_checkpoint *cp)
+{
+    free(cp->note);
+    memset(cp, 0, sizeof *cp);
+}
+
+enum db_status db_ledger_checkpoint_insert(struct db_conn *c, uint64_t size,
+                                           const uint8_t root[CPX_HASH_LEN], const char *note)
+{
+    char s[24], r[2 * CPX_HASH_LEN + 3];
+    snprintf(s, sizeof s, "%" PRIu64, size);
+    const char *params[] = { s, db_bytea_param(root, CPX_HASH_LEN, r), note };
+    return db_command(c, "ledger_checkpoint_insert", 3, params, NULL);
+}
+
+/* Fills out from a row of size, root, note, created_at; false when out of memory. */
+static bool checkpoint_from_row(const PGresult *r, int row, struct db_checkpoint *out)
+{
+    out->size = get_u64(r, row, 0);
+    db_get_bytea(r, row, 1, out->root, CPX_HASH_LEN);
+    out->note = strdup(PQgetvalue(r, row, 2));
+    out->created_us = db_get_i64(r, row, 3);
+    return out->note != NULL;
+}
+
+enum db_status db_ledger_checkpoint_get(struct db_conn *c, uint64_t size, struct db_checkpoint *out)
+{
+    char s[24];
+    snprintf(s, sizeof s, "%" PRIu64, size);
+    const char *params[] = { s };
+    PGresult *r;
+    enum db_status st = db_query(c, "ledger_checkpoint_get", 1, params, &r);
+    if (st != DB_OK)
+        return st;
+    db_checkpoint_clear(out);
+    if (PQntuples(r) != 1)
+        st = DB_NO_ROWS;
+    else if (!checkpoint_from_row(r, 0, out))
+        st = DB_HARD;
+    PQclear(r);
+    return st;
+}
+
+enum db_status db_ledger_checkpoint_list(struct db_conn *c, uint64_t after, uint64_t upto, int limit,
+                                         bool (*fn)(const struct db_checkpoint *, void *),
+                                         void *arg)
+{
+    char a[24], u[24], l[16];
+    snprintf(a, sizeof a, "%" PRIu64, after);
+    snprintf(u, sizeof u, "%" PRIu64, upto > INT64_MAX ? (uint64_t)INT64_MAX : upto);
+    snprintf(l, sizeof l, "%d", limit);
+    const char *params[] = { a, u, l };
+    PGresult *r;
+    enum db_status st = db_query(c, "ledger_checkpoint_list", 3, params, &r);
+    if (st != DB_OK)
+        return st;
+    for (int row = 0; row < PQntuples(r); row++) {
+        struct db_checkpoint cp = { 0 };
+        bool ok = checkpoint_from_row(r, row, &cp);
+        bool more = ok && fn(&cp, arg);
+        db_checkpoint_clear(&cp);
+        if (!ok)
+            st = DB_HARD;
+        if (!more)
+            break;
+    }
+    PQclear(r);
+    return st;
+}
+
+enum db_status db_ledger_record_list(struct db_conn *c, uint64_t from, uint64_t upto, int limit,
+                                     bool (*fn)(const struct db_record *, void *), void *arg)
+{
+    char f[24], u[24], l[16];
+    snprintf(f, sizeof f, "%" PRIu64, from);
+    snprintf(u, sizeof u, "%" PRIu64, upto > INT64_MAX ? (uint64_t)INT64_MAX : upto);
+    snprintf(l, sizeof l, "%d", limit);
+    const char *params[] = { f, u, l };
+    PGresult *r;
+    enum db_status st = db_query(c, "ledger_records_list", 3, params, &r);
+    if (st != DB_OK)
+        return st;
+    for (int row = 0; row < PQntuples(r); row++) {
+        struct db_record rec = { .seq = get_u64(r, row, 0) };
+        size_t len = 0;
+        rec.bytes = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, 1), &len);
+        if (rec.bytes == NULL) {
+            st = DB_HARD;
+            break;
+        }
+        rec.len = len;
+        rec.has_leaf = db_get_bytea(r, row, 2, rec.leaf, CPX_HASH_LEN);
+        bool more = fn(&rec, arg);
+        PQfreemem(rec.bytes);
+        if (!more)
+            break;
+    }
+    PQclear(r);
+    return st;
+}
+
+enum db_status db_retired_key_insert(struct db_conn *c, const uint8_t key[CPX_ED25519_PK_LEN],
+                                     const char *identity_id)
+{
+    char k[2 * CPX_ED25519_PK_LEN + 3];
+    const char *params[] = { db_bytea_param(key, CPX_ED25519_PK_LEN, k), identity_id };
+    return db_command(c, "retired_key_insert", 2, params, NULL);
+}
+
+enum db_status db_retired_key_get(struct db_conn *c, const uint8_t key[CPX_ED25519_PK_LEN])
+{
+    char k[2 * CPX_ED25519_PK_LEN + 3];
+    const char *params[] = { db_bytea_param(key, CPX_ED25519_PK_LEN, k) };
+    PGresult *r;
+    enum db_status st = db_query(c, "retired_key_get", 1, params, &r);
+    if (st != DB_OK)
+        return st;
+    st = PQntuples(r) == 1 ? DB_OK : DB_NO_ROWS;
+    PQclear(r);
+    return st;
+}

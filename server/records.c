@@ -1,0 +1,146 @@
+/*
+ * Identity-family ledger records: see records.h.
+ */
+#include "server/records.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "server/http.h"
+#include "server/log.h"
+
+/* Server role bits and ledger role bits, paired by the role's name. */
+static const struct {
+    const char *name;
+    unsigned server;
+    unsigned ledger;
+} role_map[] = {
+    { "buyer", ROLE_BUYER, CPX_ROLE_BUYER },
+    { "provider", ROLE_PROVIDER, CPX_ROLE_PROVIDER },
+    { "regulator", ROLE_REGULATOR, CPX_ROLE_REGULATOR },
+    { "operator", ROLE_OPERATOR, CPX_ROLE_OPERATOR },
+};
+
+unsigned records_ledger_roles(unsigned roles)
+{
+    unsigned out = 0;
+    for (size_t i = 0; i < sizeof role_map / sizeof role_map[0]; i++)
+        if (roles & role_map[i].server)
+            out |= role_map[i].ledger;
+    return out;
+}
+
+void records_party_of(const struct request *req, struct cpx_party *p)
+{
+    memset(p, 0, sizeof *p);
+    snprintf(p->id, sizeof p->id, "%s", req->auth.id);
+    snprintf(p->method, sizeof p->method, "%s", req->method);
+    snprintf(p->target, sizeof p->target, "%s", req->target);
+    p->ts = req->auth.ts;
+    p->body = (const uint8_t *)(req->body ? req->body : "");
+    p->body_len = req->body_len;
+    memcpy(p->sig, req->auth.sig, sizeof p->sig);
+}
+
+bool records_require_canonical_body(struct request *req)
+{
+    size_t off = 0;
+    enum cpx_canon_error err = req->body_len ? cpx_canon_validate(req->body, req->body_len, &off)
+                                             : CPX_CANON_E_SYNTAX;
+    if (err == CPX_CANON_OK && req->body[0] == '{')
+        return true;
+    reply_error(req, E_BODY_NOT_CANONICAL, NULL,
+                "The body is recorded in the ledger, so it must be a canonical JSON object "
+                "(sorted keys, no whitespace, integers only): %s at byte %zu.",
+                err == CPX_CANON_OK ? "not an object" : cpx_canon_error_text(err), off);
+    return false;
+}
+
+/*
+ * Appends a record whose payload w holds, after checking the body rule when a party originated
+ * it: the party's body must be a canonical object each of whose members the payload repeats.
+ */
+static enum db_status append(struct db_conn *c, struct ledger_batch *b, enum cpx_kind kind,
+                             struct cpx_canon_writer *w, const struct cpx_party *party,
+                             bool *body_ok, uint64_t *seq)
+{
+    const uint8_t *payload;
+    size_t len;
+    enum cpx_canon_error err = cpx_canon_writer_finish(w, &payload, &len);
+    if (err != CPX_CANON_OK) {
+        log_error("ledger: cannot write a %s payload: %s", cpx_kind_name(kind),
+                  cpx_canon_error_text(err));
+        return DB_HARD;
+    }
+    *body_ok = true;
+    if (party != NULL) {
+        struct cpx_record r;
+        cpx_record_init(&r);
+        r.kind = kind;
+        r.has_party = true;
+        r.party = *party;
+        r.payload = payload;
+        r.payload_len = len;
+        enum cpx_canon_error perr = cpx_canon_parse(&r.doc, payload, len, NULL);
+        r.payload_node = perr == CPX_CANON_OK ? cpx_canon_root(&r.doc) : NULL;
+        struct cpx_canon_doc scratch = { 0 };
+        *body_ok = r.payload_node != NULL && cpx_record_body_in_payload(&r, &scratch);
+        cpx_canon_doc_free(&scratch);
+        cpx_record_free(&r);
+        if (!*body_ok)
+            return DB_OK;
+    }
+    return ledger_append(c, b, kind, party, payload, len, seq);
+}
+
+enum db_status records_identity(struct db_conn *c, struct ledger_batch *b,
+                                const struct identity *idn, const struct cpx_party *party,
+                                bool *body_ok, uint64_t *seq)
+{
+    struct cpx_identity_payload p = { .roles = records_ledger_roles(idn->roles) };
+    snprintf(p.id, sizeof p.id, "%s", idn->id);
+    snprintf(p.name, sizeof p.name, "%s", idn->name);
+    snprintf(p.reg_no, sizeof p.reg_no, "%s", idn->reg_no);
+    memcpy(p.public_key, idn->public_key, sizeof p.public_key);
+    struct cpx_canon_writer w;
+    cpx_canon_writer_init(&w);
+    cpx_identity_payload_write(&w, &p);
+    enum db_status st = append(c, b, CPX_KIND_IDENTITY, &w, party, body_ok, seq);
+    cpx_canon_writer_free(&w);
+    return st;
+}
+
+enum db_status records_decision(struct db_conn *c, struct ledger_batch *b, const char *subject,
+                                enum identity_status decision, const char *reason,
+                                const struct cpx_party *party, bool *body_ok, uint64_t *seq)
+{
+    enum cpx_kind kind =
+        decision == IDENTITY_APPROVED ? CPX_KIND_APPROVAL : CPX_KIND_REJECTION;
+    struct cpx_decision_payload p = { 0 };
+    snprintf(p.id, sizeof p.id, "%s", subject);
+    if (kind == CPX_KIND_REJECTION)
+        snprintf(p.reason, sizeof p.reason, "%s", reason && *reason ? reason : "rejected");
+    struct cpx_canon_writer w;
+    cpx_canon_writer_init(&w);
+    cpx_decision_payload_write(&w, kind, &p);
+    enum db_status st = append(c, b, kind, &w, party, body_ok, seq);
+    cpx_canon_writer_free(&w);
+    return st;
+}
+
+enum db_status records_key_rotation(struct db_conn *c, struct ledger_batch *b, const char *id,
+                                    const uint8_t old_key[CPX_ED25519_PK_LEN],
+                                    const uint8_t new_key[CPX_ED25519_PK_LEN],
+                                    const struct cpx_party *party, bool *body_ok, uint64_t *seq)
+{
+    struct cpx_key_rotation_payload p = { 0 };
+    snprintf(p.id, sizeof p.id, "%s", id);
+    memcpy(p.old_public_key, old_key, sizeof p.old_public_key);
+    memcpy(p.new_public_key, new_key, sizeof p.new_public_key);
+    struct cpx_canon_writer w;
+    cpx_canon_writer_init(&w);
+    cpx_key_rotation_payload_write(&w, &p);
+    enum db_status st = append(c, b, CPX_KIND_KEY_ROTATION, &w, party, body_ok, seq);
+    cpx_canon_writer_free(&w);
+    return st;
+}
