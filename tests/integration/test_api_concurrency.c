@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "tests/support/live_ledger.h"
 #include "tests/support/testenv.h"
 
 #define THREADS 8
@@ -137,6 +138,20 @@ static void parallel_clients(void **state)
     assert_int_equal(test_db_scalar(srv.db_url, "SELECT count(*) FROM identities WHERE status = "
                                                 "'approved' AND name LIKE 'org %'"),
                      THREADS * PER_THREAD);
+    /* Every one of those concurrent changes appended its record: one gap-free ledger whose
+     * every checkpoint matches, with a record per identity and per approval. */
+    struct client anon;
+    test_client(&srv, &anon, NULL);
+    struct live_ledger l;
+    live_download(&anon, &l);
+    struct cpx_note_verifier v;
+    live_verifier(srv.verifier_key, &v);
+    assert_int_equal(live_audit(&l, &v, NULL, 0), 0);
+    assert_int_equal(l.n, 2 + 2 * THREADS * PER_THREAD); /* the operator's two, then these */
+    assert_int_equal(test_db_scalar(srv.db_url, "SELECT count(*) FROM ledger_checkpoints"),
+                     1 + 2 * THREADS * PER_THREAD); /* one per transaction */
+    live_free(&l);
+    client_free(&anon);
 }
 
 /* Opens a TCP connection to the server's port. */
