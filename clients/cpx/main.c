@@ -8,13 +8,20 @@
  * Exit status: 0 done, 1 the exchange refused (the error is printed), 2 usage, 3 unreachable.
  */
 #include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "clients/common/cli.h"
 #include "clients/common/client.h"
+#include "clients/common/vkey.h"
+#include "ledger/checkpoint.h"
+#include "ledger/codec.h"
 #include "ledger/keyfile.h"
+#include "ledger/merkle.h"
 
 struct ctx {
     struct client cl; /* connection settings and key */
@@ -218,8 +225,13 @@ static int cmd_admin_pending(struct ctx *c, const struct cli_flag *flags, const 
     return list_identities(c, "pending", flags, a);
 }
 
-static const struct cli_flag decide_flags[] = {
-    { "reason", true, "why (required to reject)" },
+static const struct cli_flag approve_flags[] = {
+    { "idempotency-key", true, "repeat-safe key for this request" },
+    { NULL, false, NULL },
+};
+
+static const struct cli_flag reject_flags[] = {
+    { "reason", true, "why (required; at most 500 bytes)" },
     { "idempotency-key", true, "repeat-safe key for this request" },
     { NULL, false, NULL },
 };
@@ -229,12 +241,12 @@ static int decide(struct ctx *c, const char *verb, const struct cli_flag *flags,
 {
     if (a->nargs != 1 || !cpx_identity_id_valid(a->args[0])) {
         fprintf(stderr, "usage: cpx admin %s ID%s\n", verb,
-                strcmp(verb, "reject") == 0 ? " --reason TEXT" : " [--reason TEXT]");
+                strcmp(verb, "reject") == 0 ? " --reason TEXT" : "");
         return 2;
     }
     char target[128];
     snprintf(target, sizeof target, "/v1/identities/%s/%s", a->args[0], verb);
-    const char *reason = cli_get(flags, a, "reason");
+    const char *reason = strcmp(verb, "reject") == 0 ? cli_get(flags, a, "reason") : NULL;
     json_t *body = reason ? json_pack("{s:s}", "reason", reason) : json_object();
     return call(c, "POST", target, body, true, cli_get(flags, a, "idempotency-key"));
 }
@@ -256,6 +268,199 @@ static int cmd_health(struct ctx *c, const struct cli_flag *flags, const struct 
     return call(c, "GET", "/healthz", NULL, false, NULL);
 }
 
+
+/* ---- key rotation -------------------------------------------------------------------------- */
+
+static const struct cli_flag rotate_flags[] = {
+    { "idempotency-key", true, "repeat-safe key for this request" },
+    { NULL, false, NULL },
+};
+
+/*
+ * Replaces the identity's key: a new key is written to KEY.next first, the exchange is asked
+ * (signed with the current key) to switch to it, and only once it has answered are the files
+ * swapped (the old key kept as KEY.retired). If no answer arrives, KEY.next stays for the user.
+ */
+static int cmd_key_rotate(struct ctx *c, const struct cli_flag *flags, const struct cli_args *a)
+{
+    const char *key = c->cl.key_path;
+    char next[CLIENT_PATH_MAX + 16], retired[CLIENT_PATH_MAX + 16];
+    snprintf(next, sizeof next, "%s.next", key);
+    snprintf(retired, sizeof retired, "%s.retired", key);
+    if (access(next, F_OK) == 0) {
+        fprintf(stderr,
+                "%s exists: an earlier rotation got no answer. If `cpx --key %s whoami` "
+                "works against the exchange, it went through: move %s to %s. Otherwise remove "
+                "%s and try again.\n",
+                next, next, next, key, next);
+        return 2;
+    }
+    struct cpx_keyfile kf = { 0 };
+    cpx_keypair_generate(&kf.kp);
+    snprintf(kf.identity, sizeof kf.identity, "%s", c->cl.key.identity);
+    if (!keyfile_write(next, &kf, false)) {
+        cpx_keypair_wipe(&kf.kp);
+        return 1;
+    }
+    char pk[45], target[128];
+    cpx_public_key_encode(kf.kp.pk, pk);
+    cpx_keypair_wipe(&kf.kp);
+    snprintf(target, sizeof target, "/v1/identities/%s/keys", c->cl.key.identity);
+    struct client_reply r;
+    bool ok = send_request(c, "POST", target, json_pack("{s:s}", "new_public_key", pk), true,
+                           cli_get(flags, a, "idempotency-key"), &r);
+    int rc = 0;
+    if (!ok) {
+        rc = cli_report(&r, ok, c->json);
+        fprintf(stderr, "the new key is kept in %s until you know whether the rotation happened\n",
+                next);
+    } else if (r.status != 200) {
+        unlink(next);
+        rc = cli_report(&r, ok, c->json);
+    } else if (rename(key, retired) != 0 || rename(next, key) != 0) {
+        fprintf(stderr, "rotated, but could not move %s into place (%s): move it yourself\n", next,
+                strerror(errno));
+        rc = 1;
+    } else if (c->json) {
+        rc = cli_report(&r, ok, true);
+    } else {
+        printf("%s now holds the new key of %s (ledger record %" PRId64 "); the old one is in "
+               "%s and no longer signs\n",
+               key, c->cl.key.identity,
+               (int64_t)json_integer_value(json_object_get(r.json, "ledger_seq")), retired);
+    }
+    client_reply_free(&r);
+    return rc;
+}
+
+/* ---- the ledger ---------------------------------------------------------------------------- */
+
+static const struct cli_flag checkpoint_flags[] = {
+    { "exchange-key", true, "verifier key file (default: CPX_EXCHANGE_KEY or var/exchange.vkey)" },
+    { NULL, false, NULL },
+};
+
+/* GETs a public ledger resource into *r; returns 0, or the exit status after reporting. */
+static int get_public(struct ctx *c, const char *target, struct client_reply *r)
+{
+    bool ok = client_call(&c->cl, "GET", target, NULL, false, NULL, r);
+    if (ok && r->status == 200 && r->json != NULL)
+        return 0;
+    int rc = cli_report(r, ok, c->json);
+    client_reply_free(r);
+    return rc ? rc : 1;
+}
+
+/* Opens a checkpoint object's note with v; prints why not and returns false when it fails. */
+static bool check_checkpoint(const json_t *cpj, const struct cpx_note_verifier *v,
+                             struct cpx_checkpoint *cp)
+{
+    const char *note = json_string_value(json_object_get(cpj, "note"));
+    enum cpx_note_status st = note ? cpx_checkpoint_open(note, strlen(note), v, cp)
+                                   : CPX_NOTE_E_BODY;
+    if (st != CPX_NOTE_OK)
+        fprintf(stderr, "the checkpoint does not verify with %s: %s\n", v->name,
+                cpx_note_status_text(st));
+    return st == CPX_NOTE_OK;
+}
+
+static int cmd_ledger_checkpoint(struct ctx *c, const struct cli_flag *flags,
+                                 const struct cli_args *a)
+{
+    struct cpx_note_verifier v;
+    if (!exchange_key_read("cpx", cli_get(flags, a, "exchange-key"), &v))
+        return 2;
+    struct client_reply r;
+    int rc = get_public(c, "/v1/ledger/checkpoint", &r);
+    if (rc != 0)
+        return rc;
+    struct cpx_checkpoint cp;
+    bool good = check_checkpoint(r.json, &v, &cp);
+    if (c->json) {
+        json_object_set_new(r.json, "verified", json_boolean(good));
+        char *text = json_dumps(r.json, JSON_INDENT(2));
+        printf("%s\n", text ? text : "{}");
+        free(text);
+    } else if (good) {
+        cli_print_object(r.json);
+        printf("verified    signed by %s\n", v.name);
+    }
+    client_reply_free(&r);
+    return good ? 0 : 1;
+}
+
+static const struct cli_flag receipt_flags[] = {
+    { "size", true, "prove against the checkpoint of this size (default: the latest)" },
+    { "exchange-key", true, "verifier key file (default: CPX_EXCHANGE_KEY or var/exchange.vkey)" },
+    { NULL, false, NULL },
+};
+
+/* Checks a receipt: the checkpoint's signature, then the record's inclusion in its tree. */
+static bool check_receipt(const json_t *rj, const struct cpx_note_verifier *v, uint64_t seq,
+                          struct cpx_checkpoint *cp)
+{
+    if (!check_checkpoint(json_object_get(rj, "checkpoint"), v, cp))
+        return false;
+    const char *rec = json_string_value(json_object_get(rj, "record"));
+    char *wire = json_dumps(json_object_get(rj, "inclusion"), JSON_COMPACT | JSON_SORT_KEYS);
+    struct cpx_inclusion_proof p;
+    const char *bad = rec && wire ? cpx_inclusion_proof_parse(wire, strlen(wire), &p)
+                                  : "the receipt has no record or proof";
+    free(wire);
+    if (bad == NULL && (p.leaf_index != seq || p.tree_size != cp->size))
+        bad = "the proof is for another record or tree";
+    uint8_t leaf[CPX_HASH_LEN];
+    if (bad == NULL) {
+        cpx_merkle_leaf_hash(NULL, rec, strlen(rec), leaf);
+        if (!cpx_merkle_verify_inclusion(NULL, p.leaf_index, p.tree_size, leaf,
+                                         (const uint8_t(*)[CPX_HASH_LEN])p.hashes, p.n, cp->root))
+            bad = "the record is not in the checkpoint's tree";
+    }
+    if (bad != NULL)
+        fprintf(stderr, "receipt of record %" PRIu64 " does not verify: %s\n", seq, bad);
+    return bad == NULL;
+}
+
+static int cmd_ledger_receipt(struct ctx *c, const struct cli_flag *flags, const struct cli_args *a)
+{
+    char *end = NULL;
+    unsigned long long seq = a->nargs == 1 ? strtoull(a->args[0], &end, 10) : 0;
+    if (a->nargs != 1 || end == a->args[0] || *end != '\0') {
+        fprintf(stderr, "usage: cpx ledger receipt SEQ [--size N] [--exchange-key FILE]\n");
+        return 2;
+    }
+    struct cpx_note_verifier v;
+    if (!exchange_key_read("cpx", cli_get(flags, a, "exchange-key"), &v))
+        return 2;
+    char target[128];
+    snprintf(target, sizeof target, "/v1/ledger/records/%llu", seq);
+    const char *size = cli_get(flags, a, "size");
+    if (size != NULL && strspn(size, "0123456789") == strlen(size) && strlen(size) < 21)
+        snprintf(target + strlen(target), sizeof target - strlen(target), "?size=%s", size);
+    else if (size != NULL) {
+        fprintf(stderr, "--size must be a tree size\n");
+        return 2;
+    }
+    struct client_reply r;
+    int rc = get_public(c, target, &r);
+    if (rc != 0)
+        return rc;
+    struct cpx_checkpoint cp;
+    bool good = check_receipt(r.json, &v, seq, &cp);
+    if (c->json) {
+        json_object_set_new(r.json, "verified", json_boolean(good));
+        char *text = json_dumps(r.json, JSON_INDENT(2));
+        printf("%s\n", text ? text : "{}");
+        free(text);
+    } else if (good) {
+        printf("%s\n", json_string_value(json_object_get(r.json, "record")));
+        printf("record %llu is in the ledger of %" PRIu64 " records whose checkpoint %s signed\n",
+               seq, cp.size, v.name);
+    }
+    client_reply_free(&r);
+    return good ? 0 : 1;
+}
+
 /* ---- the command table --------------------------------------------------------------------- */
 
 static const struct command commands[] = {
@@ -270,10 +475,18 @@ static const struct command commands[] = {
       "list identities (operators, regulators)", list_flags, true, cmd_identity_list },
     { "admin pending", "[--limit N] [--after CURSOR]", "list identities awaiting approval",
       list_flags, true, cmd_admin_pending },
-    { "admin approve", "ID [--reason TEXT]", "approve a pending identity (operators)", decide_flags,
+    { "admin approve", "ID", "approve a pending identity (operators)", approve_flags,
       true, cmd_admin_approve },
-    { "admin reject", "ID --reason TEXT", "reject a pending identity (operators)", decide_flags,
+    { "admin reject", "ID --reason TEXT", "reject a pending identity (operators)", reject_flags,
       true, cmd_admin_reject },
+    { "key rotate", "", "replace your key: the exchange switches to a new one you hold",
+      rotate_flags, true, cmd_key_rotate },
+    { "ledger checkpoint", "[--exchange-key FILE]",
+      "show the ledger's latest checkpoint, verified with the exchange's key", checkpoint_flags,
+      false, cmd_ledger_checkpoint },
+    { "ledger receipt", "SEQ [--size N] [--exchange-key FILE]",
+      "fetch and verify a record's receipt (inclusion in a signed checkpoint)", receipt_flags,
+      false, cmd_ledger_receipt },
     { "health", "", "check that the exchange and its database answer", no_flags, false,
       cmd_health },
 };

@@ -31,10 +31,12 @@ expect() {
 psql -X -q "$admin" -c "CREATE DATABASE $db OWNER cpx"
 "$BIN/cpx" keygen --out "$work/op.key" >/dev/null
 "$BIN/cpx" keygen --out "$work/exchange.key" >/dev/null
+"$BIN/cpxd" --exchange-key "$work/exchange.key" --ledger-origin cli.test/ledger \
+    --print-verifier-key >"$work/exchange.vkey"
 "$BIN/cpxd" --port 0 --port-file "$work/port" --log-level warn \
     --database-url "postgresql:///$db?host=$CPX_TEST_PG_HOST&user=cpx" \
     --tls-cert "$CPX_TEST_VAR/tls/cert.pem" --tls-key "$CPX_TEST_VAR/tls/key.pem" \
-    --operator-key "$work/op.key" --exchange-key "$work/exchange.key" >"$work/cpxd.log" 2>&1 &
+    --operator-key "$work/op.key" --exchange-key "$work/exchange.key" --ledger-origin cli.test/ledger >"$work/cpxd.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do [ -s "$work/port" ] && break; sleep 0.1; done
 [ -s "$work/port" ] || { cat "$work/cpxd.log"; fail "cpxd did not start"; }
@@ -94,4 +96,42 @@ grep -q "public line is not base64 of a 32-byte key" "$work/out" || fail "bad ke
 chmod 644 "$work/a.key"
 expect 0 "$cpx" identity show
 grep -q "can be read by others" "$work/out" || fail "no warning for a 0644 key"
+chmod 600 "$work/a.key"
+
+# Key rotation: the new key signs, the old one (kept as .retired) does not.
+old_pk=$("$cpx" --json whoami)
+expect 0 "$cpx" key rotate
+grep -q "now holds the new key of $id" "$work/out" || fail "key rotate: $(cat "$work/out")"
+[ "$("$cpx" whoami)" = "$id" ] || fail "the rotated key file signs as $("$cpx" whoami)"
+[ "$("$cpx" --json whoami)" != "$old_pk" ] || fail "key rotate kept the old key"
+[ "$(stat -c %a "$work/a.key")" = 600 ] || fail "rotated key file mode is $(stat -c %a "$work/a.key")"
+expect 0 "$cpx" identity show
+expect 1 "$cpx" --key "$work/a.key.retired" identity show
+grep -q "bad_signature" "$work/out" || fail "the retired key still signs: $(cat "$work/out")"
+seq=$("$cpx" --json key rotate | sed -n 's/.*"ledger_seq": *\([0-9]*\).*/\1/p')
+[ -n "$seq" ] || fail "key rotate --json printed no ledger_seq"
+touch "$work/a.key.next"
+expect 2 "$cpx" key rotate
+grep -q "an earlier rotation got no answer" "$work/out" || fail "a leftover .next: $(cat "$work/out")"
+rm "$work/a.key.next"
+
+# The ledger: the latest checkpoint and a receipt, verified with the exchange's key.
+export CPX_EXCHANGE_KEY="$work/exchange.vkey"
+expect 0 "$cpx" ledger checkpoint
+grep -q "^verified    signed by cli.test/ledger$" "$work/out" || fail "checkpoint: $(cat "$work/out")"
+expect 0 "$cpx" ledger receipt "$seq"
+grep -q "^record $seq is in the ledger of" "$work/out" || fail "receipt: $(cat "$work/out")"
+grep -q '"kind":"key_rotation"' "$work/out" || fail "receipt record: $(cat "$work/out")"
+expect 0 "$cpx" --json ledger receipt 0 --size 2
+grep -q '"verified": true' "$work/out" || fail "receipt --json: $(cat "$work/out")"
+expect 1 "$cpx" ledger receipt 999999
+grep -q "record_not_found" "$work/out" || fail "receipt of nothing: $(cat "$work/out")"
+expect 2 "$cpx" ledger receipt x
+"$BIN/cpx" keygen --out "$work/other.key" >/dev/null
+"$BIN/cpxd" --exchange-key "$work/other.key" --ledger-origin cli.test/ledger \
+    --print-verifier-key >"$work/other.vkey"
+expect 1 "$cpx" ledger receipt 0 --exchange-key "$work/other.vkey"
+grep -q "does not verify" "$work/out" || fail "a receipt checked with another key: $(cat "$work/out")"
+expect 1 "$cpx" ledger checkpoint --exchange-key "$work/other.vkey"
+expect 2 "$cpx" ledger checkpoint --exchange-key "$work/op.key"
 echo "cli ok"
