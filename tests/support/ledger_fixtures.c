@@ -234,6 +234,62 @@ void fx_leaf(const struct fx_log *l, size_t i, uint8_t out[32])
     cpx_merkle_leaf_hash(NULL, l->rec[i], l->len[i], out);
 }
 
+/* Writes the canonical line in w and a newline to f, and resets w. */
+static void put_line(struct cpx_canon_writer *w, FILE *f)
+{
+    const uint8_t *out;
+    size_t len;
+    enum cpx_canon_error err = cpx_canon_writer_finish(w, &out, &len);
+    assert(err == CPX_CANON_OK);
+    (void)err;
+    bool ok = fwrite(out, 1, len, f) == len && fputc('\n', f) != EOF;
+    assert(ok);
+    (void)ok;
+    cpx_canon_writer_reset(w);
+}
+
+void fx_export_write(const struct fx_log *l, const uint64_t *sizes, size_t n_sizes,
+                     const char *path)
+{
+    FILE *f = fopen(path, "wb");
+    assert(f != NULL);
+    struct cpx_canon_writer w;
+    cpx_canon_writer_init(&w);
+    cpx_canon_begin_object(&w);
+    cpx_canon_kv_string(&w, "format", "cpx-ledger-export");
+    cpx_canon_kv_string(&w, "origin", FX_ORIGIN);
+    cpx_canon_kv_int(&w, "size", (int64_t)l->n);
+    cpx_canon_kv_int(&w, "v", 1);
+    cpx_canon_end_object(&w);
+    put_line(&w, f);
+    char note[1024];
+    for (size_t i = 0; i < n_sizes; i++) {
+        size_t len = fx_checkpoint(l, sizes[i], NULL, NULL, note, sizeof note);
+        cpx_canon_begin_object(&w);
+        cpx_canon_key(&w, "checkpoint", 10);
+        cpx_canon_string(&w, note, len);
+        cpx_canon_kv_int(&w, "size", (int64_t)sizes[i]);
+        cpx_canon_end_object(&w);
+        put_line(&w, f);
+    }
+    for (size_t i = 0; i < l->n; i++) {
+        uint8_t leaf[32];
+        fx_leaf(l, i, leaf);
+        cpx_canon_begin_object(&w);
+        cpx_canon_key(&w, "leaf_hash", 9);
+        cpx_canon_base64(&w, leaf, sizeof leaf);
+        cpx_canon_key(&w, "record", 6);
+        cpx_canon_string(&w, (const char *)l->rec[i], l->len[i]);
+        cpx_canon_kv_int(&w, "seq", (int64_t)i);
+        cpx_canon_end_object(&w);
+        put_line(&w, f);
+    }
+    cpx_canon_writer_free(&w);
+    int rc = fclose(f);
+    assert(rc == 0);
+    (void)rc;
+}
+
 struct cpx_audit_config fx_config(const struct fx_log *l, enum cpx_audit_sigmode sigs)
 {
     struct cpx_audit_config cfg;

@@ -64,6 +64,14 @@ void fx_leaf(const struct fx_log *l, size_t i, uint8_t out[32]);
 /* Fills an in-memory tree with records [0, size). */
 void fx_tree(const struct fx_log *l, uint64_t size, struct cpx_merkle_tree *t);
 
+/*
+ * Writes records [0, l->n) as the export file of docs/ledger.md section 10 to path: the header
+ * (size l->n), a checkpoint line for each of the n_sizes sizes (ascending, signed by the
+ * exchange), then one line per record with its leaf hash. Fails the test program on I/O errors.
+ */
+void fx_export_write(const struct fx_log *l, const uint64_t *sizes, size_t n_sizes,
+                     const char *path);
+
 /* An audit configuration for this log's exchange key. */
 struct cpx_audit_config fx_config(const struct fx_log *l, enum cpx_audit_sigmode sigs);
 
