@@ -227,6 +227,14 @@ $(B)/fuzz-replay/fuzz_ledger%: $(B)/obj/tests/fuzz/fuzz_ledger%.o \
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
 
+# The audit tool's tests run $(BIN)/cpx-audit on exports made with the ledger fixtures (and on a
+# stand-in exchange): like the ledger's own tests they link only the ledger library.
+SUPPORT_AUDIT = $(call obj,$(wildcard tests/support/audit_*.c))
+$(B)/tests/integration/test_audit%: $(B)/obj/tests/integration/test_audit%.o $(SUPPORT_LEDGER) \
+		$(SUPPORT_AUDIT) $(LIB_LEDGER)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL) -lcmocka
+
 $(BIN)/cpx-bench-ledger: $(B)/obj/bench/bench_ledger.o $(LIB_LEDGER)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
