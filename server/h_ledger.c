@@ -39,36 +39,6 @@ static void reply_db_error(struct request *req, enum db_status st)
     reply_error(req, st == DB_UNAVAILABLE ? E_DATABASE_UNAVAILABLE : E_INTERNAL, NULL, NULL);
 }
 
-/*
- * The record's bytes as the text of a JSON string. Records are canonical JSON, so valid UTF-8;
- * only a database altered behind cpxd's back can hold anything else, and then each invalid byte
- * becomes U+FFFD -- such a record can never match its leaf, and the auditor names it.
- */
-static char *record_text(const uint8_t *b, size_t n, size_t *len)
-{
-    struct strbuf out = { 0 };
-    if (cpx_utf8_valid(b, n)) {
-        strbuf_add(&out, b, n);
-    } else {
-        for (size_t i = 0; i < n;) {
-            size_t k = b[i] < 0x80 ? 1 : b[i] >= 0xf0 ? 4 : b[i] >= 0xe0 ? 3 : 2;
-            if (k <= n - i && cpx_utf8_valid(b + i, k)) {
-                strbuf_add(&out, b + i, k);
-                i += k;
-            } else {
-                strbuf_add(&out, "\xef\xbf\xbd", 3);
-                i++;
-            }
-        }
-    }
-    if (out.failed || out.data == NULL) {
-        strbuf_free(&out);
-        return NULL;
-    }
-    *len = out.len;
-    return out.data;
-}
-
 static json_t *b64_json(const uint8_t *data, size_t n)
 {
     char text[CPX_B64_LEN(CPX_HASH_LEN) + 1];
@@ -84,11 +54,16 @@ static json_t *checkpoint_json(const struct db_checkpoint *cp)
                      format_rfc3339(cp->created_us, when));
 }
 
-/* {"seq","record","leaf_hash"} for a stored record; NULL when out of memory. */
+/*
+ * {"seq","record","leaf_hash"} for a stored record; NULL when out of memory. Records are
+ * canonical JSON, so valid UTF-8; only a database altered behind cpxd's back holds anything else,
+ * and utf8_repaired then puts U+FFFD for each invalid byte -- such a record can never match its
+ * leaf, and the auditor names it.
+ */
 static json_t *record_json(const struct db_record *r)
 {
     size_t len;
-    char *text = record_text(r->bytes, r->len, &len);
+    char *text = utf8_repaired(r->bytes, r->len, &len);
     json_t *o = text ? json_pack("{s:I, s:s%, s:o}", "seq", (json_int_t)r->seq, "record", text,
                                  len, "leaf_hash",
                                  r->has_leaf ? b64_json(r->leaf, CPX_HASH_LEN) : json_null())
@@ -553,7 +528,7 @@ static bool export_record(const struct db_record *r, void *arg)
 {
     struct export *e = arg;
     size_t len;
-    char *text = record_text(r->bytes, r->len, &len);
+    char *text = utf8_repaired(r->bytes, r->len, &len);
     if (text == NULL) {
         e->failed = true;
         return false;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ledger/canon.h"
 #include "ledger/codec.h"
 
 int64_t now_us(void)
@@ -214,4 +215,31 @@ void strbuf_free(struct strbuf *b)
 {
     free(b->data);
     *b = (struct strbuf){ 0 };
+}
+
+char *utf8_repaired(const uint8_t *b, size_t n, size_t *len)
+{
+    static const char replacement[] = "\xef\xbf\xbd";
+    struct strbuf out = { 0 };
+    strbuf_add(&out, "", 0);
+    if (cpx_utf8_valid(b, n)) {
+        strbuf_add(&out, b, n);
+    } else {
+        for (size_t i = 0; i < n;) {
+            size_t k = b[i] < 0x80 ? 1 : b[i] >= 0xf0 ? 4 : b[i] >= 0xe0 ? 3 : 2;
+            if (k <= n - i && cpx_utf8_valid(b + i, k)) {
+                strbuf_add(&out, b + i, k);
+                i += k;
+            } else {
+                strbuf_add(&out, replacement, sizeof replacement - 1);
+                i++;
+            }
+        }
+    }
+    if (out.failed) {
+        strbuf_free(&out);
+        return NULL;
+    }
+    *len = out.len;
+    return out.data;
 }

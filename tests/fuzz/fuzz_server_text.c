@@ -1,0 +1,49 @@
+/*
+ * Fuzz target: small parsers of untrusted text in the server. The input's first byte chooses:
+ *   0: a decimal count from a query string or path (parse_u64): accepted text prints back as
+ *      itself, so there is exactly one spelling of each number;
+ *   1: stored record bytes made into JSON text (utf8_repaired): the result is always valid UTF-8,
+ *      and equal to the input whenever the input was valid UTF-8.
+ */
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ledger/canon.h"
+#include "server/http.h"
+#include "server/util.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size == 0)
+        return 0;
+    const uint8_t *rest = data + 1;
+    size_t len = size - 1;
+    if (data[0] % 2 == 0) {
+        char *s = malloc(len + 1);
+        if (s == NULL)
+            return 0;
+        memcpy(s, rest, len);
+        s[len] = '\0';
+        uint64_t v;
+        char back[24];
+        if (parse_u64(s, &v)) {
+            snprintf(back, sizeof back, "%" PRIu64, v);
+            if (v > INT64_MAX || strcmp(back, s) != 0)
+                abort();
+        }
+        free(s);
+    } else {
+        size_t n;
+        char *text = utf8_repaired(rest, len, &n);
+        if (text != NULL) {
+            if (!cpx_utf8_valid(text, n) || (cpx_utf8_valid(rest, len) &&
+                                             (n != len || memcmp(text, rest, len) != 0)))
+                abort();
+            free(text);
+        }
+    }
+    return 0;
+}
