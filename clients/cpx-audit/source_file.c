@@ -88,7 +88,8 @@ static enum line_status fill(struct line_reader *lr)
 static enum line_status skip_long(struct line_reader *lr)
 {
     for (;;) {
-        char *nl = memchr(lr->buf + lr->start, '\n', lr->end - lr->start);
+        char *nl =
+            lr->end > lr->start ? memchr(lr->buf + lr->start, '\n', lr->end - lr->start) : NULL;
         if (nl != NULL) {
             lr->start = lr->scanned = (size_t)(nl - lr->buf) + 1;
             return LINE_LONG;
@@ -108,7 +109,9 @@ static enum line_status skip_long(struct line_reader *lr)
 static enum line_status next_line(struct line_reader *lr, char **line, size_t *len, bool *complete)
 {
     for (;;) {
-        char *nl = memchr(lr->buf + lr->scanned, '\n', lr->end - lr->scanned);
+        char *nl = lr->end > lr->scanned
+                       ? memchr(lr->buf + lr->scanned, '\n', lr->end - lr->scanned)
+                       : NULL;
         if (nl != NULL || (lr->eof && lr->start < lr->end)) {
             size_t stop = nl ? (size_t)(nl - lr->buf) : lr->end;
             *line = lr->buf + lr->start;

@@ -140,9 +140,8 @@ static json_t *records_page(const struct fake *f, const char *target)
     uint64_t seq = first;
     for (; seq < end && seq < first + PAGE; seq++)
         json_array_append_new(items, record_item(f, seq));
-    json_t *next = cursor(seq - 1, seq < end);
-    if (f->mode == STUCK_CURSOR && !from_start)
-        next = cursor(after, true);
+    bool stuck = f->mode == STUCK_CURSOR && !from_start;
+    json_t *next = stuck ? cursor(after, true) : cursor(seq - 1, seq < end);
     return json_pack("{s:o,s:o}", "items", items, "next", next);
 }
 
