@@ -382,7 +382,9 @@ static int cmd_ledger_checkpoint(struct ctx *c, const struct cli_flag *flags,
         printf("%s\n", text ? text : "{}");
         free(text);
     } else if (good) {
-        cli_print_object(r.json);
+        printf("size        %" PRIu64 "\n", cp.size);
+        printf("root        %s\n", json_string_value(json_object_get(r.json, "root")));
+        printf("created_at  %s\n", json_string_value(json_object_get(r.json, "created_at")));
         printf("verified    signed by %s\n", v.name);
     }
     client_reply_free(&r);

@@ -60,6 +60,15 @@ cat "$work/out.txt"
 grep -q '{"status":"ok","database":"ok"}' "$work/out.txt"
 grep -q '^status  *approved$' "$work/out.txt" || { echo "Acme was not approved"; exit 1; }
 grep -q '^name  *Acme AI Lab$' "$work/out.txt"
+grep -q '^verified    signed by cpx.local/ledger$' "$work/out.txt" ||
+    { echo "the checkpoint was not verified"; exit 1; }
+grep -q '^record 3 is in the ledger of 4 records' "$work/out.txt" ||
+    { echo "the receipt was not verified"; exit 1; }
+grep -q '"ok": true' "$work/out.txt" || { echo "cpx-audit did not pass the honest ledger"; exit 1; }
+grep -q '^cpx-audit exit status 1$' "$work/out.txt" ||
+    { echo "cpx-audit did not fail the tampered ledger"; exit 1; }
+grep -q '"reason": "leaf_mismatch"' "$work/out.txt" ||
+    { echo "cpx-audit did not name the changed record"; exit 1; }
 
 # Running it a second time reuses var/: the data survives.
 stop_exchange
