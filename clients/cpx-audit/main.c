@@ -18,9 +18,9 @@
 #include <unistd.h>
 
 #include "clients/common/cli.h"
+#include "clients/common/vkey.h"
 #include "clients/cpx-audit/run.h"
 #include "clients/cpx-audit/source.h"
-#include "ledger/checkpoint.h"
 
 #define THREADS_MAX 256 /* most signature threads accepted */
 
@@ -61,36 +61,6 @@ static void verify_help(FILE *out)
     }
     fprintf(out, "\nexit status: 0 everything holds, 1 the audit found failures, 2 usage,\n"
                  "3 the exchange or a file could not be read. See docs/audit.md.\n");
-}
-
-/*
- * Reads the exchange's verifier key string from path (one line; a trailing newline is allowed).
- * Returns false after saying why on stderr.
- */
-static bool read_exchange_key(const char *path, struct cpx_note_verifier *v)
-{
-    char text[CPX_VERIFIER_KEY_MAX + 2];
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        fprintf(stderr, "cpx-audit: exchange key %s: %s\n", path, strerror(errno));
-        return false;
-    }
-    size_t n = fread(text, 1, sizeof text, f);
-    bool read_error = ferror(f) != 0;
-    fclose(f);
-    const char *why = read_error         ? "cannot be read"
-                      : n == sizeof text ? "too long for a verifier key"
-                                         : NULL;
-    if (why == NULL) {
-        if (n > 0 && text[n - 1] == '\n')
-            n--;
-        why = cpx_note_verifier_parse(text, n, v);
-    }
-    if (why != NULL) {
-        fprintf(stderr, "cpx-audit: exchange key %s: %s\n", path, why);
-        return false;
-    }
-    return true;
 }
 
 /* Parses --threads (default: the online CPUs). Returns false when it is not 1..THREADS_MAX. */
@@ -136,15 +106,15 @@ static bool verify_options(const struct cli_flag *flags, const struct cli_args *
     return parse_threads(cli_get(flags, a, "threads"), &opt->threads);
 }
 
-/* Prints one line saying how the run went, when the report went to a file. */
+/* Prints one line saying how a finished run went, when the report went to a file. */
 static void summary(const struct run *r)
 {
     size_t n;
     const struct cpx_audit_failure *f = cpx_audit_failures(r->audit, &n);
     uint64_t failures = cpx_audit_failure_total(r->audit) + r->failure_total;
     if (r->stopped)
-        printf("stopped: %s\n", r->error);
-    else if (failures == 0)
+        return; /* the reason is on stderr already */
+    if (failures == 0)
         printf("ok: %llu records checked, %llu in the log\n",
                (unsigned long long)(cpx_audit_records(r->audit) - r->from_size),
                (unsigned long long)cpx_audit_records(r->audit));
@@ -169,7 +139,7 @@ static int cmd_verify(const struct cli_flag *flags, const struct cli_args *a)
     }
     struct run_options opt;
     struct cpx_note_verifier exchange;
-    if (!verify_options(flags, a, &opt) || !read_exchange_key(opt.key_file, &exchange))
+    if (!verify_options(flags, a, &opt) || !exchange_key_read("cpx-audit", opt.key_file, &exchange))
         return EXIT_USAGE;
     struct run r;
     int status = EXIT_UNREACHABLE;

@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ledger/codec.h"
 #include "ledger/record.h"
 
 #define EXPORT_FORMAT  "cpx-ledger-export"
@@ -154,26 +153,6 @@ static void line_fail(struct export *e, const char *what)
              e->lines.number, what);
 }
 
-/* The string member `key` of obj with its length, or NULL. */
-static const char *member_string(const json_t *obj, const char *key, size_t *len)
-{
-    const json_t *v = json_object_get(obj, key);
-    if (!json_is_string(v))
-        return NULL;
-    *len = json_string_length(v);
-    return json_string_value(v);
-}
-
-/* The non-negative integer member `key` of obj. */
-static bool member_uint(const json_t *obj, const char *key, uint64_t *out)
-{
-    const json_t *v = json_object_get(obj, key);
-    if (!json_is_integer(v) || json_integer_value(v) < 0)
-        return false;
-    *out = (uint64_t)json_integer_value(v);
-    return true;
-}
-
 /* Line 1: {"format","origin","size","v"}. */
 static void on_header(struct export *e, const json_t *obj)
 {
@@ -228,18 +207,15 @@ static bool on_checkpoint(struct export *e, const json_t *obj)
 /* {"leaf_hash":"<b64>","record":"<text>","seq":i}: the next record. */
 static bool on_record(struct export *e, const json_t *obj)
 {
-    size_t len, leaf_len;
+    size_t len;
     const char *record = member_string(obj, "record", &len);
-    const json_t *leaf_member = json_object_get(obj, "leaf_hash");
-    const char *leaf_b64 = member_string(obj, "leaf_hash", &leaf_len);
     uint8_t leaf[CPX_HASH_LEN];
-    bool have_leaf =
-        leaf_b64 != NULL && cpx_b64_decode(leaf_b64, leaf_len, leaf, sizeof leaf) == CPX_HASH_LEN;
+    bool have_leaf;
     if (record == NULL) {
         line_fail(e, "record is not a string");
         return true;
     }
-    if (leaf_member != NULL && !have_leaf)
+    if (!member_leaf(obj, leaf, &have_leaf))
         line_fail(e, "leaf_hash is not base64 of 32 bytes");
     return run_record(e->r, record, len, have_leaf ? leaf : NULL);
 }

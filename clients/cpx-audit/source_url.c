@@ -23,7 +23,6 @@
 #include <string.h>
 
 #include "clients/common/client.h"
-#include "ledger/codec.h"
 
 #define PAGE_LIMIT   1000 /* items asked for per page */
 #define TARGET_MAX   256  /* longest request target built here */
@@ -83,26 +82,6 @@ static bool want_object(struct exchange *x, const char *target, const struct cli
     return true;
 }
 
-/* The string member `key` of obj with its length, or NULL. */
-static const char *member_string(const json_t *obj, const char *key, size_t *len)
-{
-    const json_t *v = json_object_get(obj, key);
-    if (!json_is_string(v))
-        return NULL;
-    *len = json_string_length(v);
-    return json_string_value(v);
-}
-
-/* The non-negative integer member `key` of obj. */
-static bool member_uint(const json_t *obj, const char *key, uint64_t *out)
-{
-    const json_t *v = json_object_get(obj, key);
-    if (!json_is_integer(v) || json_integer_value(v) < 0)
-        return false;
-    *out = (uint64_t)json_integer_value(v);
-    return true;
-}
-
 /* Parses a decimal cursor ("123"): digits only, no sign, no overflow. */
 static bool parse_cursor(const char *s, uint64_t *out)
 {
@@ -154,6 +133,39 @@ static void page_target(char *out, const char *path, uint64_t after)
         snprintf(out, TARGET_MAX, "%s?limit=%d", path, PAGE_LIMIT);
     else
         snprintf(out, TARGET_MAX, "%s?after=%" PRIu64 "&limit=%d", path, after, PAGE_LIMIT);
+}
+
+/* Feeds one item of a page; sets *done when no more are wanted. False when the run stopped. */
+typedef bool (*item_fn)(struct exchange *x, const json_t *item, bool *done);
+
+/*
+ * Walks path?after=..&limit=.. page by page from `after` (NO_CURSOR: from the start), handing each
+ * item to feed, until feed is done, the log ends (next is null) or the cursor reaches `last`
+ * (nothing wanted can follow). Returns false when the run stopped.
+ */
+static bool walk_pages(struct exchange *x, const char *path, uint64_t after, uint64_t last,
+                       item_fn feed)
+{
+    bool done = false;
+    while (!done) {
+        char target[TARGET_MAX];
+        page_target(target, path, after);
+        struct client_reply reply;
+        if (!get(x, target, &reply))
+            return false;
+        const json_t *items = NULL;
+        uint64_t next = NO_CURSOR;
+        bool ok = want_object(x, target, &reply) &&
+                  page_parts(x, target, reply.json, after, &items, &next);
+        for (size_t i = 0; ok && !done && i < json_array_size(items); i++)
+            ok = feed(x, json_array_get(items, i), &done);
+        client_reply_free(&reply);
+        if (!ok)
+            return false;
+        done = done || next == NO_CURSOR || next >= last;
+        after = next;
+    }
+    return true;
 }
 
 /* ---- 1. the latest checkpoint -------------------------------------------------------------- */
@@ -268,40 +280,19 @@ static bool feed_checkpoints(struct exchange *x)
 {
     struct run *r = x->r;
     uint64_t after = r->state_loaded && r->from_size > 0 ? r->from_size : NO_CURSOR;
-    bool done = false;
-    while (!done) {
-        char target[TARGET_MAX];
-        page_target(target, "/v1/ledger/checkpoints", after);
-        struct client_reply reply;
-        if (!get(x, target, &reply))
-            return false;
-        const json_t *items = NULL;
-        uint64_t next = NO_CURSOR;
-        bool ok = want_object(x, target, &reply) &&
-                  page_parts(x, target, reply.json, after, &items, &next);
-        for (size_t i = 0; ok && !done && i < json_array_size(items); i++)
-            ok = feed_checkpoint_item(x, json_array_get(items, i), &done);
-        client_reply_free(&reply);
-        if (!ok)
-            return false;
-        done = done || next == NO_CURSOR || next >= r->target;
-        after = next;
-    }
-    return true;
+    return walk_pages(x, "/v1/ledger/checkpoints", after, r->target, feed_checkpoint_item);
 }
 
 /* ---- 3. records ---------------------------------------------------------------------------- */
 
-/* Feeds one record item: {"leaf_hash","record","seq"}. */
-static bool feed_record_item(struct exchange *x, const json_t *item)
+/* Feeds one record item, {"leaf_hash","record","seq"}; done once the records reach N. */
+static bool feed_record_item(struct exchange *x, const json_t *item, bool *done)
 {
     struct run *r = x->r;
-    size_t len, leaf_len;
+    size_t len;
     const char *record = member_string(item, "record", &len);
-    const char *leaf_b64 = member_string(item, "leaf_hash", &leaf_len);
     uint8_t leaf[CPX_HASH_LEN];
-    bool have_leaf =
-        leaf_b64 != NULL && cpx_b64_decode(leaf_b64, leaf_len, leaf, sizeof leaf) == CPX_HASH_LEN;
+    bool have_leaf;
     uint64_t seq = run_records(r);
     member_uint(item, "seq", &seq);
     if (record == NULL) {
@@ -309,41 +300,26 @@ static bool feed_record_item(struct exchange *x, const json_t *item)
                  "the exchange sent record %" PRIu64 " as something other than a JSON string", seq);
         return true;
     }
-    if (json_object_get(item, "leaf_hash") != NULL && !have_leaf)
+    if (!member_leaf(item, leaf, &have_leaf))
         run_fail(r, seq, 0, "exchange_format",
                  "the exchange sent record %" PRIu64 " with a leaf_hash that is not base64 of "
                  "32 bytes",
                  seq);
-    return run_record(r, record, len, have_leaf ? leaf : NULL);
+    bool ok = run_record(r, record, len, have_leaf ? leaf : NULL);
+    *done = run_records(r) >= r->target; /* records beyond N are for the next run */
+    return ok;
 }
 
+/*
+ * Feeds records from the state's `checked` on up to seq N-1. When the log ends (or skips) below
+ * N, what is missing stays missing: the auditor reports it as checkpoint_beyond_log.
+ */
 static bool feed_records(struct exchange *x)
 {
     struct run *r = x->r;
     uint64_t after = r->from_size > 0 ? r->from_size - 1 : NO_CURSOR;
-    while (run_records(r) < r->target) {
-        char target[TARGET_MAX];
-        page_target(target, "/v1/ledger/records", after);
-        struct client_reply reply;
-        if (!get(x, target, &reply))
-            return false;
-        const json_t *items = NULL;
-        uint64_t next = NO_CURSOR;
-        bool ok = want_object(x, target, &reply) &&
-                  page_parts(x, target, reply.json, after, &items, &next);
-        /* Records beyond N on the last page are left for the next run. */
-        for (size_t i = 0; ok && i < json_array_size(items) && run_records(r) < r->target; i++)
-            ok = feed_record_item(x, json_array_get(items, i));
-        client_reply_free(&reply);
-        if (!ok)
-            return false;
-        /* The end of the log, or no record below N can follow: what is missing stays missing
-         * (the auditor reports it as checkpoint_beyond_log). */
-        if (next == NO_CURSOR || next + 1 >= r->target)
-            break;
-        after = next;
-    }
-    return true;
+    return run_records(r) >= r->target ||
+           walk_pages(x, "/v1/ledger/records", after, r->target - 1, feed_record_item);
 }
 
 /* ---- the whole download -------------------------------------------------------------------- */

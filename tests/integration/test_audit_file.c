@@ -33,7 +33,7 @@
 /* The honest ledger of every test, and its export. */
 struct world {
     struct fx_log log;
-    struct fx_party op, buyer, provider;
+    struct fx_party op, buyer;
     uint64_t order_seq; /* a buyer-signed order */
     uint64_t bill_seq;  /* an exchange-only bill */
     uint64_t cps[MAX_CPS];
@@ -42,13 +42,12 @@ struct world {
     char export[AUDIT_PATH_MAX];
 };
 
-/* Appends `orders` order/bill pairs. */
+/* Appends `orders` order/bill pairs (numbered from first). */
 static void add_trades(struct world *w, int first, int orders)
 {
-    for (int i = first; i < first + orders; i++) {
-        w->order_seq = fx_order(&w->log, &w->buyer, i);
-        w->bill_seq = fx_bill(&w->log, i);
-    }
+    audit_trades(&w->log, &w->buyer, first, orders);
+    w->bill_seq = w->log.n - 1;
+    w->order_seq = w->log.n - 2;
 }
 
 /* Checkpoints every CP_EVERY records and at the end. */
@@ -65,15 +64,7 @@ static void build_world(struct world *w)
 {
     memset(w, 0, sizeof *w);
     fx_log_init(&w->log);
-    fx_party_new(&w->op);
-    fx_party_new(&w->buyer);
-    fx_party_new(&w->provider);
-    fx_register_exchange(&w->log, &w->op, CPX_ROLE_OPERATOR);
-    fx_decide(&w->log, &w->op, NULL, 1);
-    fx_register(&w->log, &w->buyer, CPX_ROLE_BUYER);
-    fx_decide(&w->log, &w->buyer, &w->op, 1);
-    fx_register(&w->log, &w->provider, CPX_ROLE_PROVIDER);
-    fx_decide(&w->log, &w->provider, &w->op, 1);
+    audit_build_log(&w->log, &w->op, &w->buyer, 0);
     add_trades(w, 0, ORDERS);
     set_checkpoints(w);
     audit_dir_init(&w->dir, &w->log);
@@ -206,8 +197,8 @@ static void honest_export_passes(void **state)
     assert_int_equal(report_int(report, "checkpoints"), w->n_cps);
     assert_int_equal(report_int(report, "failure_total"), 0);
     assert_int_equal(json_array_size(json_object_get(report, "failures")), 0);
-    /* Every party-signed record: 2 self-registrations, 2 operator approvals, the orders. */
-    assert_int_equal(report_int(report, "signatures"), 4 + ORDERS);
+    /* Every party-signed record: the buyer's registration, its approval, the orders. */
+    assert_int_equal(report_int(report, "signatures"), 2 + ORDERS);
     assert_string_equal(json_string_value(json_object_get(report, "origin")), FX_ORIGIN);
     assert_string_equal(json_string_value(json_object_get(report, "source")), w->export);
     assert_true(json_is_string(json_object_get(report, "verified_root")));
@@ -231,22 +222,36 @@ static void changed_byte_is_leaf_mismatch(void **state)
     write_export(w);
 }
 
+/*
+ * Writes the export of a log in which the exchange recorded the records seqs[0..n) with a
+ * signature their party never made (one base64 character changed) and committed to them.
+ */
+static void write_forged_export(struct world *w, const uint64_t *seqs, size_t n)
+{
+    uint8_t *saved[MAX_CPS];
+    assert_true(n <= MAX_CPS);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t seq = seqs[i];
+        saved[i] = malloc(w->log.len[seq]);
+        memcpy(saved[i], w->log.rec[seq], w->log.len[seq]);
+        const char *sig = memmem(w->log.rec[seq], w->log.len[seq], "\"sig\":\"", 7);
+        assert_non_null(sig);
+        char from[16], to[16];
+        snprintf(from, sizeof from, "\"sig\":\"%c", sig[7]);
+        snprintf(to, sizeof to, "\"sig\":\"%c", sig[7] == 'A' ? 'B' : 'A');
+        record_replace(&w->log, seq, from, to);
+    }
+    write_export(w);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(w->log.rec[seqs[i]], saved[i], w->log.len[seqs[i]]);
+        free(saved[i]);
+    }
+}
+
 static void forged_signature_is_party_sig(void **state)
 {
     struct world *w = *state;
-    /* The exchange recorded an order whose signature its buyer never made, and committed to it. */
-    struct fx_log forged = w->log;
-    uint8_t *saved = malloc(w->log.len[w->order_seq]);
-    memcpy(saved, w->log.rec[w->order_seq], w->log.len[w->order_seq]);
-    const char *sig = strstr((const char *)w->log.rec[w->order_seq], "\"sig\":\"");
-    assert_non_null(sig);
-    char from[16], to[16];
-    snprintf(from, sizeof from, "\"sig\":\"%c", sig[7]);
-    snprintf(to, sizeof to, "\"sig\":\"%c", sig[7] == 'A' ? 'B' : 'A');
-    record_replace(&forged, w->order_seq, from, to);
-    fx_export_write(&forged, w->cps, w->n_cps, w->export);
-    memcpy(w->log.rec[w->order_seq], saved, w->log.len[w->order_seq]);
-    free(saved);
+    write_forged_export(w, &w->order_seq, 1);
     json_t *report;
     assert_int_equal(audit_export(w, &report, NULL), 1);
     assert_only_failure(report, w->order_seq, "party_sig");
@@ -531,23 +536,8 @@ static void threads_give_identical_reports(void **state)
 {
     struct world *w = *state;
     /* Two forged signatures, so the failure lists are compared too. */
-    struct fx_log forged = w->log;
     uint64_t seqs[] = { 8, w->order_seq };
-    uint8_t *saved[2];
-    for (size_t i = 0; i < 2; i++) {
-        saved[i] = malloc(w->log.len[seqs[i]]);
-        memcpy(saved[i], w->log.rec[seqs[i]], w->log.len[seqs[i]]);
-        const char *sig = strstr((const char *)w->log.rec[seqs[i]], "\"sig\":\"");
-        char from[16], to[16];
-        snprintf(from, sizeof from, "\"sig\":\"%c", sig[7]);
-        snprintf(to, sizeof to, "\"sig\":\"%c", sig[7] == 'A' ? 'B' : 'A');
-        record_replace(&forged, seqs[i], from, to);
-    }
-    fx_export_write(&forged, w->cps, w->n_cps, w->export);
-    for (size_t i = 0; i < 2; i++) {
-        memcpy(w->log.rec[seqs[i]], saved[i], w->log.len[seqs[i]]);
-        free(saved[i]);
-    }
+    write_forged_export(w, seqs, 2);
     json_t *one, *two;
     const char *args1[] = { "--file", w->export, "--threads", "1", NULL };
     const char *args2[] = { "--file", w->export, "--threads", "2", NULL };

@@ -312,25 +312,11 @@ struct world {
     struct fake fake;
 };
 
-static void build_log(struct fx_log *log, struct fx_party *op, struct fx_party *buyer, int orders)
-{
-    fx_register_exchange(log, op, CPX_ROLE_OPERATOR);
-    fx_decide(log, op, NULL, 1);
-    fx_register(log, buyer, CPX_ROLE_BUYER);
-    fx_decide(log, buyer, op, 1);
-    for (int i = 0; i < orders; i++) {
-        fx_order(log, buyer, i);
-        fx_bill(log, i);
-    }
-}
-
 static int setup(void **state)
 {
     struct world *w = calloc(1, sizeof *w);
     fx_log_init(&w->log);
-    fx_party_new(&w->op);
-    fx_party_new(&w->buyer);
-    build_log(&w->log, &w->op, &w->buyer, ORDERS);
+    audit_build_log(&w->log, &w->op, &w->buyer, ORDERS);
     /* The latest checkpoint is at 60; records 60..63 are newer than it. */
     for (uint64_t s = CP_EVERY; s < w->log.n; s += CP_EVERY)
         w->cps[w->n_cps++] = s;
@@ -514,9 +500,7 @@ static void state_catches_rewritten_history(void **state)
     other.exchange = w->log.exchange;
     other.verifier = w->log.verifier;
     struct fx_party op, buyer;
-    fx_party_new(&op);
-    fx_party_new(&buyer);
-    build_log(&other, &op, &buyer, ORDERS);
+    audit_build_log(&other, &op, &buyer, ORDERS);
     uint64_t sizes[] = { 10, 20, 30, 40, 50, 60 };
     fake_start(&w->fake, &other, sizes, 6);
     args[1] = w->fake.url;

@@ -22,6 +22,26 @@
 #define UBSAN_EXIT  87 /* ... when UndefinedBehaviorSanitizer reports */
 #define FTW_MAX_FDS 16
 
+uint64_t audit_build_log(struct fx_log *l, struct fx_party *op, struct fx_party *buyer, int orders)
+{
+    fx_party_new(op);
+    fx_party_new(buyer);
+    fx_register_exchange(l, op, CPX_ROLE_OPERATOR);
+    fx_decide(l, op, NULL, 1);
+    fx_register(l, buyer, CPX_ROLE_BUYER);
+    fx_decide(l, buyer, op, 1);
+    return audit_trades(l, buyer, 0, orders);
+}
+
+uint64_t audit_trades(struct fx_log *l, const struct fx_party *buyer, int first, int orders)
+{
+    for (int i = first; i < first + orders; i++) {
+        fx_order(l, buyer, i);
+        fx_bill(l, i);
+    }
+    return l->n - 1;
+}
+
 void audit_path(const struct audit_dir *d, const char *name, char out[AUDIT_PATH_MAX])
 {
     int n = snprintf(out, AUDIT_PATH_MAX, "%s/%s", d->path, name);
@@ -92,8 +112,11 @@ int audit_run_raw(const struct audit_dir *d, const char *const *args)
         int fd = open(d->output, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)
             _exit(127);
-        add_sanitizer_option("ASAN_OPTIONS", "exitcode=86");
-        add_sanitizer_option("UBSAN_OPTIONS", "exitcode=87");
+        char asan[32], ubsan[32];
+        snprintf(asan, sizeof asan, "exitcode=%d", ASAN_EXIT);
+        snprintf(ubsan, sizeof ubsan, "exitcode=%d", UBSAN_EXIT);
+        add_sanitizer_option("ASAN_OPTIONS", asan);
+        add_sanitizer_option("UBSAN_OPTIONS", ubsan);
         execv(bin, (char *const *)argv);
         _exit(127);
     }

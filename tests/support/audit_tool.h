@@ -17,6 +17,15 @@
 
 #define AUDIT_PATH_MAX 512
 
+/*
+ * The honest ledger of the audit tests: an operator bootstrapped by the exchange, a buyer it
+ * registers (self-signed) and approves, then audit_trades. Returns the seq of the last record.
+ */
+uint64_t audit_build_log(struct fx_log *l, struct fx_party *op, struct fx_party *buyer, int orders);
+
+/* Appends `orders` pairs of a buyer-signed order (numbered from `first`) and an exchange bill. */
+uint64_t audit_trades(struct fx_log *l, const struct fx_party *buyer, int first, int orders);
+
 /* A scratch folder for one test. */
 struct audit_dir {
     char path[AUDIT_PATH_MAX];   /* the folder (removed by audit_dir_free) */
