@@ -51,11 +51,13 @@ const struct db_statement db_ledger_statements[] = {
       "INSERT INTO ledger_checkpoints (size, root, note) VALUES ($1, $2::bytea, $3)", 3 },
     { "ledger_checkpoint_get",
       "SELECT size, root, note, " US("created_at") " FROM ledger_checkpoints "
-      "WHERE size = $1 OR ($1 = 0 AND size = (SELECT max(size) FROM ledger_checkpoints))",
+                                                   "WHERE size = $1 OR ($1 = 0 AND size = (SELECT "
+                                                   "max(size) FROM ledger_checkpoints))",
       1 },
     { "ledger_checkpoint_list",
-      "SELECT size, root, note, " US("created_at") " FROM ledger_checkpoints "
-      "WHERE size > $1 AND size <= $2 ORDER BY size LIMIT $3",
+      "SELECT size, root, note, " US(
+          "created_at") " FROM ledger_checkpoints "
+                        "WHERE size > $1 AND size <= $2 ORDER BY size LIMIT $3",
       3 },
     { "ledger_records_list",
       "SELECT r.seq, r.record, n.hash FROM ledger_records r "
@@ -251,7 +253,8 @@ enum db_status db_ledger_checkpoint_get(struct db_conn *c, uint64_t size, struct
     return st;
 }
 
-enum db_status db_ledger_checkpoint_list(struct db_conn *c, uint64_t after, uint64_t upto, int limit,
+enum db_status db_ledger_checkpoint_list(struct db_conn *c, uint64_t after, uint64_t upto,
+                                         int limit,
                                          bool (*fn)(const struct db_checkpoint *, void *),
                                          void *arg)
 {

@@ -32,10 +32,10 @@ enum db_status db_ledger_nodes_get(struct db_conn *c, const struct cpx_merkle_no
 /* One record row to insert. */
 struct db_ledger_row {
     uint64_t seq;
-    const char *kind;     /* kind name */
-    int64_t ts_ms;        /* the record's ts */
+    const char *kind;          /* kind name */
+    int64_t ts_ms;             /* the record's ts */
     char party_id[CPX_ID_MAX]; /* originating party, "" for the exchange */
-    const uint8_t *bytes; /* the record's canonical bytes */
+    const uint8_t *bytes;      /* the record's canonical bytes */
     size_t len;
 };
 
@@ -58,10 +58,12 @@ enum db_status db_ledger_checkpoint_insert(struct db_conn *c, uint64_t size,
                                            const uint8_t root[CPX_HASH_LEN], const char *note);
 
 /* The checkpoint of the given size, or the latest when size is 0. DB_NO_ROWS when none. */
-enum db_status db_ledger_checkpoint_get(struct db_conn *c, uint64_t size, struct db_checkpoint *out);
+enum db_status db_ledger_checkpoint_get(struct db_conn *c, uint64_t size,
+                                        struct db_checkpoint *out);
 
 /* Calls fn for up to limit checkpoints with size > after, ascending; fn returning false stops. */
-enum db_status db_ledger_checkpoint_list(struct db_conn *c, uint64_t after, uint64_t upto, int limit,
+enum db_status db_ledger_checkpoint_list(struct db_conn *c, uint64_t after, uint64_t upto,
+                                         int limit,
                                          bool (*fn)(const struct db_checkpoint *, void *),
                                          void *arg);
 

@@ -64,15 +64,16 @@ static json_t *record_json(const struct db_record *r)
 {
     size_t len;
     char *text = utf8_repaired(r->bytes, r->len, &len);
-    json_t *o = text ? json_pack("{s:I, s:s%, s:o}", "seq", (json_int_t)r->seq, "record", text,
-                                 len, "leaf_hash",
-                                 r->has_leaf ? b64_json(r->leaf, CPX_HASH_LEN) : json_null())
-                     : NULL;
+    json_t *o =
+        text ? json_pack("{s:I, s:s%, s:o}", "seq", (json_int_t)r->seq, "record", text, len,
+                         "leaf_hash", r->has_leaf ? b64_json(r->leaf, CPX_HASH_LEN) : json_null())
+             : NULL;
     free(text);
     return o;
 }
 
-/* ---- checkpoints ------------------------------------------------------------------------------ */
+/* ---- checkpoints ------------------------------------------------------------------------------
+ */
 
 struct checkpoint_ctx {
     uint64_t size; /* 0: the latest */
@@ -124,10 +125,10 @@ struct page {
     bool has_after; /* a cursor was given */
     int limit;
     json_t *items;
-    uint64_t last;  /* seq or size of the last item */
+    uint64_t last; /* seq or size of the last item */
     int count;
-    size_t bytes;   /* record bytes on the page */
-    bool full;      /* stopped early for size */
+    size_t bytes; /* record bytes on the page */
+    bool full;    /* stopped early for size */
     bool oom;
 };
 
@@ -193,7 +194,8 @@ void h_ledger_checkpoints(struct request *req)
     reply_page(req, &p, st, p.count == p.limit);
 }
 
-/* ---- records ---------------------------------------------------------------------------------- */
+/* ---- records ----------------------------------------------------------------------------------
+ */
 
 static bool record_add(const struct db_record *r, void *arg)
 {
@@ -229,14 +231,15 @@ void h_ledger_records(struct request *req)
     reply_page(req, &p, st, p.full || p.count == p.limit);
 }
 
-/* ---- proofs ----------------------------------------------------------------------------------- */
+/* ---- proofs -----------------------------------------------------------------------------------
+ */
 
 /* The two-pass node store: pass one notes coordinates, pass two answers from what was fetched. */
 struct node_fetch {
     struct db_conn *conn;
-    bool fetched;                    /* pass two */
-    size_t n;                        /* coordinates noted */
-    bool overflow;                   /* more than PROOF_NODES_MAX were asked for */
+    bool fetched;  /* pass two */
+    size_t n;      /* coordinates noted */
+    bool overflow; /* more than PROOF_NODES_MAX were asked for */
     struct cpx_merkle_node coords[PROOF_NODES_MAX];
     uint8_t hashes[PROOF_NODES_MAX][CPX_HASH_LEN];
     bool found[PROOF_NODES_MAX];
@@ -265,21 +268,20 @@ static int fetch_get(void *ctx, unsigned level, uint64_t index, uint8_t out[CPX_
 
 /* What a proof is of. */
 struct proof_ctx {
-    bool consistency;          /* else inclusion */
-    uint64_t a, b;             /* inclusion: index, size; consistency: first, second */
+    bool consistency; /* else inclusion */
+    uint64_t a, b;    /* inclusion: index, size; consistency: first, second */
     struct cpx_inclusion_proof incl;
     struct cpx_consistency_proof cons;
     struct node_fetch fetch;
     struct cpx_sha256_ctx *hash;
-    bool missing;              /* the node table lacks a node the proof needs */
+    bool missing; /* the node table lacks a node the proof needs */
 };
 
 static enum cpx_merkle_error proof_run(struct proof_ctx *x)
 {
     struct cpx_merkle_store store = { fetch_get, &x->fetch };
-    return x->consistency
-               ? cpx_merkle_consistency_proof(&store, x->hash, x->a, x->b, &x->cons)
-               : cpx_merkle_inclusion_proof(&store, x->hash, x->a, x->b, &x->incl);
+    return x->consistency ? cpx_merkle_consistency_proof(&store, x->hash, x->a, x->b, &x->cons)
+                          : cpx_merkle_inclusion_proof(&store, x->hash, x->a, x->b, &x->incl);
 }
 
 /* Computes the proof on connection c: note, fetch, compute. */
@@ -468,32 +470,35 @@ void h_ledger_consistency(struct request *req)
     proof_free(x.proof);
 }
 
-/* ---- keys ------------------------------------------------------------------------------------- */
+/* ---- keys -------------------------------------------------------------------------------------
+ */
 
 void h_ledger_keys(struct request *req)
 {
     const struct ledger_signer *s = &req->srv->signer;
     char key_id[9];
     snprintf(key_id, sizeof key_id, "%08x", (unsigned)s->verifier.key_id);
-    json_t *key = json_pack("{s:s, s:b, s:s, s:s, s:o, s:s}", "algorithm", "ed25519", "current",
-                            1, "key_id", key_id, "origin", s->origin, "public_key",
-                            b64_json(s->kp.pk, CPX_ED25519_PK_LEN), "verifier_key",
-                            s->verifier_key);
+    json_t *key =
+        json_pack("{s:s, s:b, s:s, s:s, s:o, s:s}", "algorithm", "ed25519", "current", 1, "key_id",
+                  key_id, "origin", s->origin, "public_key", b64_json(s->kp.pk, CPX_ED25519_PK_LEN),
+                  "verifier_key", s->verifier_key);
     reply_json(req, 200, json_pack("{s:[o]}", "items", key));
 }
 
-/* ---- export ----------------------------------------------------------------------------------- */
+/* ---- export -----------------------------------------------------------------------------------
+ */
 
 enum export_phase { EXPORT_CHECKPOINTS, EXPORT_RECORDS, EXPORT_DONE };
 
 /* The state of one export download, read page by page as the client drains it. */
-struct export {
+struct export
+{
     struct server *srv;
-    uint64_t size;            /* records to export: [0, size) */
+    uint64_t size; /* records to export: [0, size) */
     enum export_phase phase;
-    uint64_t next;            /* next checkpoint size floor (exclusive) or next record seq */
-    struct strbuf buf;        /* lines not yet sent */
-    size_t sent;              /* bytes of buf already sent */
+    uint64_t next;             /* next checkpoint size floor (exclusive) or next record seq */
+    struct strbuf buf;         /* lines not yet sent */
+    size_t sent;               /* bytes of buf already sent */
     struct cpx_canon_writer w; /* line encoder */
     bool failed;
 };

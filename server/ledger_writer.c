@@ -89,8 +89,7 @@ enum db_status ledger_batch_begin(struct db_conn *c, struct ledger_batch *b)
     size_t n = 0;
     for (unsigned level = 0; level < CPX_MERKLE_MAX_LEVELS; level++)
         if ((size >> level) & 1)
-            peaks[n++] = (struct cpx_merkle_node){ .level = level,
-                                                   .index = (size >> level) - 1 };
+            peaks[n++] = (struct cpx_merkle_node){ .level = level, .index = (size >> level) - 1 };
     st = db_ledger_nodes_get(c, peaks, n, hashes, found);
     if (st != DB_OK)
         return st;
@@ -198,8 +197,7 @@ enum db_status ledger_batch_commit(struct db_conn *c, struct ledger_batch *b)
     char note[CPX_ORIGIN_MAX + 256];
     long len = cpx_checkpoint_sign(&cp, b->signer->origin, &b->signer->kp, note, sizeof note);
     if (len < 0) {
-        log_error("ledger: cannot sign the checkpoint of size %llu",
-                  (unsigned long long)cp.size);
+        log_error("ledger: cannot sign the checkpoint of size %llu", (unsigned long long)cp.size);
         return DB_HARD;
     }
     st = db_ledger_checkpoint_insert(c, cp.size, cp.root, note);

@@ -28,10 +28,10 @@
 
 /* The exchange's checkpoint key and the log's origin. */
 struct ledger_signer {
-    char origin[CPX_ORIGIN_MAX];                   /* origin line and key name */
-    struct cpx_keypair kp;                         /* the exchange's Ed25519 key */
-    struct cpx_note_verifier verifier;             /* (origin, public key) */
-    char verifier_key[CPX_VERIFIER_KEY_MAX];       /* its key string, for auditors */
+    char origin[CPX_ORIGIN_MAX];             /* origin line and key name */
+    struct cpx_keypair kp;                   /* the exchange's Ed25519 key */
+    struct cpx_note_verifier verifier;       /* (origin, public key) */
+    char verifier_key[CPX_VERIFIER_KEY_MAX]; /* its key string, for auditors */
 };
 
 /* Loads the key file at path for origin. Returns NULL, or a sentence saying what is wrong. */
@@ -51,7 +51,7 @@ struct ledger_batch {
     struct cpx_canon_writer w;          /* encoder, reused */
     struct db_ledger_row *rows;         /* records appended (bytes owned) */
     size_t nrows, rows_cap;
-    struct cpx_merkle_node *nodes;      /* full nodes the appends completed */
+    struct cpx_merkle_node *nodes; /* full nodes the appends completed */
     size_t nnodes, nodes_cap;
 };
 

@@ -45,8 +45,8 @@ void records_party_of(const struct request *req, struct cpx_party *p)
 bool records_require_canonical_body(struct request *req)
 {
     size_t off = 0;
-    enum cpx_canon_error err = req->body_len ? cpx_canon_validate(req->body, req->body_len, &off)
-                                             : CPX_CANON_E_SYNTAX;
+    enum cpx_canon_error err =
+        req->body_len ? cpx_canon_validate(req->body, req->body_len, &off) : CPX_CANON_E_SYNTAX;
     if (err == CPX_CANON_OK && req->body[0] == '{')
         return true;
     reply_error(req, E_BODY_NOT_CANONICAL, NULL,
@@ -114,8 +114,7 @@ enum db_status records_decision(struct db_conn *c, struct ledger_batch *b, const
                                 enum identity_status decision, const char *reason,
                                 const struct cpx_party *party, bool *body_ok, uint64_t *seq)
 {
-    enum cpx_kind kind =
-        decision == IDENTITY_APPROVED ? CPX_KIND_APPROVAL : CPX_KIND_REJECTION;
+    enum cpx_kind kind = decision == IDENTITY_APPROVED ? CPX_KIND_APPROVAL : CPX_KIND_REJECTION;
     struct cpx_decision_payload p = { 0 };
     snprintf(p.id, sizeof p.id, "%s", subject);
     if (kind == CPX_KIND_REJECTION)

@@ -24,13 +24,13 @@ struct request;
 
 /* The answer a transaction decided on. */
 struct tx_reply {
-    bool decided;      /* tx_ok or tx_fail was called */
-    bool failed;       /* tx_fail: roll back and answer error */
-    int status;        /* tx_ok: HTTP status */
-    json_t *body;      /* tx_ok: response body (owned) */
-    enum err error;    /* tx_fail: the error */
-    char field[128];   /* tx_fail: field at fault, or "" */
-    char message[512]; /* tx_fail: sentence, or "" for the table's */
+    bool decided;                /* tx_ok or tx_fail was called */
+    bool failed;                 /* tx_fail: roll back and answer error */
+    int status;                  /* tx_ok: HTTP status */
+    json_t *body;                /* tx_ok: response body (owned) */
+    enum err error;              /* tx_fail: the error */
+    char field[128];             /* tx_fail: field at fault, or "" */
+    char message[512];           /* tx_fail: sentence, or "" for the table's */
     struct ledger_batch *ledger; /* the transaction's ledger records */
 };
 

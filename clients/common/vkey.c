@@ -27,9 +27,9 @@ bool exchange_key_read(const char *who, const char *path, struct cpx_note_verifi
     size_t n = fread(text, 1, sizeof text, f);
     bool failed = ferror(f) != 0;
     fclose(f);
-    const char *why = failed               ? "cannot be read"
-                      : n == sizeof text   ? "too long for a verifier key"
-                                           : NULL;
+    const char *why = failed             ? "cannot be read"
+                      : n == sizeof text ? "too long for a verifier key"
+                                         : NULL;
     if (why == NULL) {
         if (n > 0 && text[n - 1] == '\n')
             n--;

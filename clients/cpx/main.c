@@ -268,7 +268,6 @@ static int cmd_health(struct ctx *c, const struct cli_flag *flags, const struct 
     return call(c, "GET", "/healthz", NULL, false, NULL);
 }
 
-
 /* ---- key rotation -------------------------------------------------------------------------- */
 
 static const struct cli_flag rotate_flags[] = {
@@ -356,8 +355,8 @@ static bool check_checkpoint(const json_t *cpj, const struct cpx_note_verifier *
                              struct cpx_checkpoint *cp)
 {
     const char *note = json_string_value(json_object_get(cpj, "note"));
-    enum cpx_note_status st = note ? cpx_checkpoint_open(note, strlen(note), v, cp)
-                                   : CPX_NOTE_E_BODY;
+    enum cpx_note_status st =
+        note ? cpx_checkpoint_open(note, strlen(note), v, cp) : CPX_NOTE_E_BODY;
     if (st != CPX_NOTE_OK)
         fprintf(stderr, "the checkpoint does not verify with %s: %s\n", v->name,
                 cpx_note_status_text(st));
@@ -477,8 +476,8 @@ static const struct command commands[] = {
       "list identities (operators, regulators)", list_flags, true, cmd_identity_list },
     { "admin pending", "[--limit N] [--after CURSOR]", "list identities awaiting approval",
       list_flags, true, cmd_admin_pending },
-    { "admin approve", "ID", "approve a pending identity (operators)", approve_flags,
-      true, cmd_admin_approve },
+    { "admin approve", "ID", "approve a pending identity (operators)", approve_flags, true,
+      cmd_admin_approve },
     { "admin reject", "ID --reason TEXT", "reject a pending identity (operators)", reject_flags,
       true, cmd_admin_reject },
     { "key rotate", "", "replace your key: the exchange switches to a new one you hold",

@@ -73,8 +73,8 @@ static enum db_status append_tx(struct db_conn *c, void *arg)
         char payload[64];
         int len = snprintf(payload, sizeof payload, "{\"n\":%d}", i);
         uint64_t seq;
-        enum db_status st =
-            ledger_append(c, &j->b, CPX_KIND_BILL, NULL, (const uint8_t *)payload, (size_t)len, &seq);
+        enum db_status st = ledger_append(c, &j->b, CPX_KIND_BILL, NULL, (const uint8_t *)payload,
+                                          (size_t)len, &seq);
         if (st != DB_OK)
             return st;
     }

@@ -39,8 +39,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t n;
         char *text = utf8_repaired(rest, len, &n);
         if (text != NULL) {
-            if (!cpx_utf8_valid(text, n) || (cpx_utf8_valid(rest, len) &&
-                                             (n != len || memcmp(text, rest, len) != 0)))
+            if (!cpx_utf8_valid(text, n) ||
+                (cpx_utf8_valid(rest, len) && (n != len || memcmp(text, rest, len) != 0)))
                 abort();
             free(text);
         }

@@ -22,9 +22,9 @@
 #include "tests/support/live_ledger.h"
 #include "tests/support/testenv.h"
 
-#define THREADS 8
+#define THREADS    8
 #define PER_THREAD 6
-#define READS 5
+#define READS      5
 
 static struct test_server srv;
 
@@ -43,9 +43,9 @@ static int teardown(void **state)
 }
 
 struct worker {
-    int index;                              /* thread number */
-    int failures;                           /* requests that did not answer as expected */
-    char ids[PER_THREAD][CPX_ID_MAX];       /* identities it registered */
+    int index;                        /* thread number */
+    int failures;                     /* requests that did not answer as expected */
+    char ids[PER_THREAD][CPX_ID_MAX]; /* identities it registered */
 };
 
 /* Registers PER_THREAD identities with fresh keys and reads each back READS times. Assertions
@@ -67,7 +67,8 @@ static void *work(void *arg)
         char pk[45], body[512], target[128];
         cpx_public_key_encode(cl.key.kp.pk, pk);
         snprintf(body, sizeof body,
-                 "{\"name\":\"org %d-%d\",\"public_key\":\"%s\",\"reg_no\":\"C-%d-%d\",\"roles\":[\"buyer\"]}",
+                 "{\"name\":\"org "
+                 "%d-%d\",\"public_key\":\"%s\",\"reg_no\":\"C-%d-%d\",\"roles\":[\"buyer\"]}",
                  w->index, i, pk, w->index, i);
         struct client_reply r;
         if (!client_call(&cl, "POST", "/v1/identities", body, true, NULL, &r) || r.status != 201)

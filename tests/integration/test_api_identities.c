@@ -156,9 +156,10 @@ static void register_conflicts(void **state)
     char pk[45];
     cpx_public_key_encode(carol.key.kp.pk, pk);
     char body[512];
-    snprintf(body, sizeof body,
-             "{\"name\":\"carol again\",\"public_key\":\"%s\",\"reg_no\":\"X-1\",\"roles\":[\"buyer\"]}",
-             pk);
+    snprintf(
+        body, sizeof body,
+        "{\"name\":\"carol again\",\"public_key\":\"%s\",\"reg_no\":\"X-1\",\"roles\":[\"buyer\"]}",
+        pk);
     struct client_reply r = call(&carol, "POST", "/v1/identities", body);
     assert_int_equal(r.status, 409);
     assert_string_equal(code_of(&r), "identity_exists");
@@ -173,8 +174,8 @@ static void register_conflicts(void **state)
     cpx_identity_id_for_key(other.kp.pk, other.identity);
     cpx_public_key_encode(other.kp.pk, pk);
     snprintf(body, sizeof body,
-             "{\"name\":\"eve\",\"public_key\":\"%s\",\"reg_no\":\"%s\",\"roles\":[\"buyer\"]}",
-             pk, reg_no);
+             "{\"name\":\"eve\",\"public_key\":\"%s\",\"reg_no\":\"%s\",\"roles\":[\"buyer\"]}", pk,
+             reg_no);
     char auth[CPX_AUTH_HEADER_MAX + 32];
     sign_header(&other, "POST", "/v1/identities", (int64_t)time(NULL), body, strlen(body), auth);
     const char *headers[] = { auth, "Content-Type: application/json", NULL };
@@ -269,8 +270,8 @@ static void replay_refused_across_restart(void **state)
     cpx_public_key_encode(k.kp.pk, pk);
     snprintf(
         body, sizeof body,
-        "{\"name\":\"grace\",\"public_key\":\"%s\",\"reg_no\":\"GR-%s\",\"roles\":[\"buyer\"]}",
-        pk, k.identity + 4);
+        "{\"name\":\"grace\",\"public_key\":\"%s\",\"reg_no\":\"GR-%s\",\"roles\":[\"buyer\"]}", pk,
+        k.identity + 4);
     sign_header(&k, "POST", "/v1/identities", (int64_t)time(NULL), body, strlen(body), auth);
     const char *headers[] = { auth, "Content-Type: application/json", NULL };
     struct raw_reply r;

@@ -281,9 +281,10 @@ static void tampered_body(void **state)
     snprintf(body, sizeof body,
              "{\"name\":\"honest\",\"public_key\":\"%s\",\"reg_no\":\"T1\",\"roles\":[\"buyer\"]}",
              newkey_pk);
-    snprintf(tampered, sizeof tampered,
-             "{\"name\":\"honest\",\"public_key\":\"%s\",\"reg_no\":\"T1\",\"roles\":[\"operator\"]}",
-             newkey_pk);
+    snprintf(
+        tampered, sizeof tampered,
+        "{\"name\":\"honest\",\"public_key\":\"%s\",\"reg_no\":\"T1\",\"roles\":[\"operator\"]}",
+        newkey_pk);
     sign_header(&newkey, "POST", "/v1/identities", (int64_t)time(NULL), body, strlen(body), auth);
     const char *headers[] = { auth, "Content-Type: application/json", NULL };
     struct raw_reply r;

@@ -109,7 +109,8 @@ static void identity_events_audit(void **state)
     test_identity(&srv, "gamma", "buyer", false, &c, idc);
     test_client(&srv, &op, srv.operator_key);
     snprintf(target, sizeof target, "/v1/identities/%s/reject", idc);
-    struct client_reply r = call(&op, "POST", target, "{\"reason\":\"unknown company — 未知\"}", true);
+    struct client_reply r =
+        call(&op, "POST", target, "{\"reason\":\"unknown company — 未知\"}", true);
     assert_int_equal(r.status, 200);
     uint64_t seq = (uint64_t)json_integer_value(json_object_get(r.json, "ledger_seq"));
     client_reply_free(&r);
@@ -160,13 +161,13 @@ static void receipts_verify(void **state)
             const char *rec = json_string_value(json_object_get(r.json, "record"));
             assert_string_equal(rec, l.rec[i]);
             struct cpx_checkpoint cp;
-            open_checkpoint(json_string_value(
-                                json_object_get(json_object_get(r.json, "checkpoint"), "note")),
-                            &cp);
+            open_checkpoint(
+                json_string_value(json_object_get(json_object_get(r.json, "checkpoint"), "note")),
+                &cp);
             if (which == 1)
                 assert_int_equal(cp.size, first_cover);
-            char *proof = json_dumps(json_object_get(r.json, "inclusion"),
-                                     JSON_COMPACT | JSON_SORT_KEYS);
+            char *proof =
+                json_dumps(json_object_get(r.json, "inclusion"), JSON_COMPACT | JSON_SORT_KEYS);
             struct cpx_inclusion_proof p;
             assert_null(cpx_inclusion_proof_parse(proof, strlen(proof), &p));
             free(proof);
@@ -182,8 +183,9 @@ static void receipts_verify(void **state)
     /* every pair of checkpoints is consistent */
     for (size_t i = 0; i < l.ncp; i++)
         for (size_t j = i; j < l.ncp; j++) {
-            snprintf(target, sizeof target, "/v1/ledger/consistency?first=%" PRIu64
-                     "&second=%" PRIu64, l.cp_size[i], l.cp_size[j]);
+            snprintf(target, sizeof target,
+                     "/v1/ledger/consistency?first=%" PRIu64 "&second=%" PRIu64, l.cp_size[i],
+                     l.cp_size[j]);
             struct client_reply r = call(&anon, "GET", target, NULL, false);
             assert_int_equal(r.status, 200);
             struct cpx_checkpoint c1, c2;
@@ -211,14 +213,13 @@ static void receipts_verify(void **state)
            "checkpoint_not_found");
     expect(call(&anon, "GET", "/v1/ledger/checkpoints/007", NULL, false), 404,
            "checkpoint_not_found");
-    expect(call(&anon, "GET", "/v1/ledger/consistency?first=1", NULL, false), 400,
-           "invalid_query");
+    expect(call(&anon, "GET", "/v1/ledger/consistency?first=1", NULL, false), 400, "invalid_query");
     expect(call(&anon, "GET", "/v1/ledger/consistency?first=3&second=2", NULL, false), 400,
            "invalid_query");
     expect(call(&anon, "GET", "/v1/ledger/consistency?first=1&second=99999999", NULL, false), 400,
            "invalid_query");
-    expect(call(&anon, "GET",
-                "/v1/ledger/consistency?first=1&second=99999999999999999999999", NULL, false),
+    expect(call(&anon, "GET", "/v1/ledger/consistency?first=1&second=99999999999999999999999", NULL,
+                false),
            400, "invalid_query");
     expect(call(&anon, "GET", "/v1/ledger/records?after=abc", NULL, false), 400, "invalid_query");
     expect(call(&anon, "GET", "/v1/ledger/records?limit=0", NULL, false), 400, "invalid_query");

@@ -16,13 +16,13 @@
 
 /* A downloaded ledger. */
 struct live_ledger {
-    char **rec;                  /* record bytes by position (malloc'd) */
-    size_t *len;                 /* their lengths */
-    uint64_t *seq;               /* the seq the API served each under */
-    uint8_t (*leaf)[32];         /* stored leaf hashes */
+    char **rec;          /* record bytes by position (malloc'd) */
+    size_t *len;         /* their lengths */
+    uint64_t *seq;       /* the seq the API served each under */
+    uint8_t (*leaf)[32]; /* stored leaf hashes */
     size_t n, cap;
-    char **cp;                   /* checkpoint notes, ascending by size */
-    uint64_t *cp_size;           /* their sizes */
+    char **cp;         /* checkpoint notes, ascending by size */
+    uint64_t *cp_size; /* their sizes */
     size_t ncp, cp_cap;
 };
 

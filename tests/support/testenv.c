@@ -226,7 +226,8 @@ void test_server_start(struct test_server *ts, const char *db_url, const char *c
     keygen(ts->exchange_key);
     snprintf(ts->verifier_key, sizeof ts->verifier_key, "%s/exchange.vkey", ts->dir);
     char cmd[1200];
-    snprintf(cmd, sizeof cmd, "%s/cpxd --exchange-key '%s' --ledger-origin %s --print-verifier-key >'%s'",
+    snprintf(cmd, sizeof cmd,
+             "%s/cpxd --exchange-key '%s' --ledger-origin %s --print-verifier-key >'%s'",
              env("CPX_TEST_BIN"), ts->exchange_key, TEST_LEDGER_ORIGIN, ts->verifier_key);
     if (system(cmd) != 0)
         fail_msg("%s failed", cmd);
