@@ -28,11 +28,15 @@ static const uint64_t bounds_ns[] = { 250000,    500000,     1000000,    2500000
 #define NBUCKET (NBOUND + 1)
 
 struct metrics {
-    size_t nroutes;                 /* routes; slot nroutes is "unmatched" */
-    const char *const *names;       /* route names, borrowed from the route table */
-    atomic_uint_fast64_t *requests; /* (nroutes + 1) * NSTATUS counters */
-    atomic_uint_fast64_t *buckets;  /* (nroutes + 1) * NBUCKET counters */
-    atomic_uint_fast64_t *sum_ns;   /* (nroutes + 1) total durations */
+    size_t nroutes;                          /* routes; slot nroutes is "unmatched" */
+    const char *const *names;                /* route names, borrowed from the route table */
+    atomic_uint_fast64_t *requests;          /* (nroutes + 1) * NSTATUS counters */
+    atomic_uint_fast64_t *buckets;           /* (nroutes + 1) * NBUCKET counters */
+    atomic_uint_fast64_t *sum_ns;            /* (nroutes + 1) total durations */
+    atomic_uint_fast64_t ledger_records;     /* records this process appended */
+    atomic_uint_fast64_t ledger_checkpoints; /* checkpoints it signed */
+    atomic_uint_fast64_t ledger_size;        /* the ledger's size after its last commit */
+    atomic_uint_fast64_t ledger_signed_us;   /* when it last signed a checkpoint */
 };
 
 struct metrics *metrics_create(size_t nroutes, const char *const *names)
@@ -123,6 +127,26 @@ static const char *route_name(const struct metrics *m, size_t r)
     return r < m->nroutes ? m->names[r] : "unmatched";
 }
 
+void metrics_ledger_committed(struct metrics *m, uint64_t records, uint64_t size, int64_t now_us)
+{
+    if (m == NULL || records == 0)
+        return;
+    atomic_fetch_add_explicit(&m->ledger_records, records, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->ledger_checkpoints, 1, memory_order_relaxed);
+    /* commits finish in any order: keep the largest size and the latest time */
+    uint64_t old = atomic_load_explicit(&m->ledger_size, memory_order_relaxed);
+    while (old < size &&
+           !atomic_compare_exchange_weak_explicit(&m->ledger_size, &old, size, memory_order_relaxed,
+                                                  memory_order_relaxed))
+        ;
+    uint64_t t = now_us > 0 ? (uint64_t)now_us : 0;
+    old = atomic_load_explicit(&m->ledger_signed_us, memory_order_relaxed);
+    while (old < t &&
+           !atomic_compare_exchange_weak_explicit(&m->ledger_signed_us, &old, t,
+                                                  memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
 static uint64_t load(const atomic_uint_fast64_t *c)
 {
     return atomic_load_explicit(c, memory_order_relaxed);
@@ -172,6 +196,23 @@ char *metrics_render(const struct metrics *m, struct db_pool *db)
         put(&o, "cpx_http_request_duration_seconds_count{route=\"%s\"} %llu\n", name,
             (unsigned long long)cum);
     }
+    put(&o,
+        "# HELP cpx_ledger_records_appended_total Ledger records this process appended.\n"
+        "# TYPE cpx_ledger_records_appended_total counter\n"
+        "cpx_ledger_records_appended_total %llu\n"
+        "# HELP cpx_ledger_checkpoints_signed_total Checkpoints this process signed.\n"
+        "# TYPE cpx_ledger_checkpoints_signed_total counter\n"
+        "cpx_ledger_checkpoints_signed_total %llu\n"
+        "# HELP cpx_ledger_size Ledger records after this process's last commit.\n"
+        "# TYPE cpx_ledger_size gauge\n"
+        "cpx_ledger_size %llu\n"
+        "# HELP cpx_ledger_last_checkpoint_timestamp_seconds When this process last signed a "
+        "checkpoint.\n"
+        "# TYPE cpx_ledger_last_checkpoint_timestamp_seconds gauge\n"
+        "cpx_ledger_last_checkpoint_timestamp_seconds %.6f\n",
+        (unsigned long long)load(&m->ledger_records),
+        (unsigned long long)load(&m->ledger_checkpoints), (unsigned long long)load(&m->ledger_size),
+        (double)load(&m->ledger_signed_us) / 1e6);
     if (db != NULL) {
         struct db_pool_stats st;
         db_pool_stats(db, &st);

@@ -25,6 +25,12 @@ void metrics_free(struct metrics *m);
 /* Records one answered request. */
 void metrics_observe(struct metrics *m, size_t route, int status, uint64_t duration_ns);
 
+/*
+ * Records a committed ledger batch: `records` appended, the ledger now `size` long, its
+ * checkpoint signed at now_us (unix microseconds).
+ */
+void metrics_ledger_committed(struct metrics *m, uint64_t records, uint64_t size, int64_t now_us);
+
 /* Renders every metric, with the pool's figures when db is not NULL. Returns a malloc'd string. */
 char *metrics_render(const struct metrics *m, struct db_pool *db);
 

@@ -176,6 +176,8 @@ static int bootstrap(struct server *srv)
         return -1;
     ledger_batch_init(&b.ledger, &srv->signer);
     enum db_status st = db_transact(srv->db, DB_SERIALIZABLE, bootstrap_tx, &b);
+    if (st == DB_OK)
+        metrics_ledger_committed(srv->metrics, b.ledger.nrows, b.ledger.range.size, now_us());
     ledger_batch_free(&b.ledger);
     if (st != DB_OK) {
         log_error("start-up records: %s", st == DB_CONFLICT && b.have_op
@@ -228,14 +230,14 @@ int server_start(struct server *srv, const struct config *cfg)
         free(err);
         return -1;
     }
-    if (bootstrap(srv) != 0)
-        goto fail;
     srv->metrics = metrics_create(nroutes, routes_init());
     srv->replay = replay_create(2 * cfg->clock_skew);
     if (srv->metrics == NULL || srv->replay == NULL) {
         log_error("out of memory");
         goto fail;
     }
+    if (bootstrap(srv) != 0)
+        goto fail;
     if (!http_start(srv))
         goto fail;
     if (cfg->port_file != NULL && write_port_file(cfg->port_file, srv->port) != 0)

@@ -11,7 +11,9 @@
 #include "ledger/crypto.h"
 #include "server/db_identities.h"
 #include "server/http.h"
+#include "server/metrics.h"
 #include "server/server.h"
+#include "server/util.h"
 
 #define IDEMPOTENCY_KEY_MAX 128
 
@@ -148,6 +150,8 @@ void handler_transact(struct request *req, handler_tx_fn fn, void *arg)
         request_hash(req, s.idem_hash);
     ledger_batch_init(&s.ledger, &req->srv->signer);
     enum db_status st = db_transact(req->srv->db, DB_SERIALIZABLE, run_tx, &s);
+    if (st == DB_OK)
+        metrics_ledger_committed(req->srv->metrics, s.ledger.nrows, s.ledger.range.size, now_us());
     ledger_batch_free(&s.ledger);
     if (s.out.failed)
         reply_error(req, s.out.error, s.out.field, s.out.message[0] ? "%s" : NULL, s.out.message);

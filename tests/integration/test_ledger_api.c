@@ -120,6 +120,14 @@ static void identity_events_audit(void **state)
     assert_int_equal(ledger_size(&anon), before + 7);
     assert_int_equal(seq, before + 5);
     assert_int_equal(audit_clean(&anon), before + 7);
+    /* operators can watch the ledger grow and checkpoints being signed */
+    struct client_reply m = call(&anon, "GET", "/metrics", NULL, false);
+    char line[64];
+    snprintf(line, sizeof line, "\ncpx_ledger_size %" PRIu64 "\n", before + 7);
+    assert_non_null(strstr(m.body, line));
+    assert_non_null(strstr(m.body, "\ncpx_ledger_checkpoints_signed_total "));
+    assert_null(strstr(m.body, "\ncpx_ledger_last_checkpoint_timestamp_seconds 0.000000\n"));
+    client_reply_free(&m);
     client_free(&anon);
     client_free(&op);
     client_free(&a);
