@@ -37,7 +37,8 @@ struct command {
 static const struct cli_flag verify_flags[] = {
     { "url", true, "the exchange [CPX_URL, default https://127.0.0.1:8443]" },
     { "file", true, "an export file (GET /v1/ledger/export) instead; - reads standard input" },
-    { "exchange-key", true, "file holding the exchange's verifier key (name+keyid+base64)" },
+    { "exchange-key", true,
+      "the exchange's verifier key file (name+keyid+base64) [CPX_EXCHANGE_KEY]" },
     { "state", true, "saved state: check only what is new since the last clean run" },
     { "report", true, "write the JSON report there (default: standard output)" },
     { "cacert", true, "CA certificate [CPX_CACERT, default var/tls/cert.pem when present]" },
@@ -50,13 +51,26 @@ static const struct cli_flag verify_flags[] = {
 static const char verify_usage[] = "(--url URL | --file EXPORT) --exchange-key FILE [--state FILE] "
                                    "[--report FILE] [--cacert FILE] [--threads N] [--quiet]";
 
+/* What a flag's value is, for help: "URL", "FILE", ... */
+static const char *metavar(const char *flag)
+{
+    static const struct {
+        const char *flag, *name;
+    } names[] = { { "url", "URL" }, { "file", "EXPORT" }, { "threads", "N" } };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(names[i].flag, flag) == 0)
+            return names[i].name;
+    return "FILE";
+}
+
 static void verify_help(FILE *out)
 {
     fprintf(out, "usage: cpx-audit verify %s\n\n", verify_usage);
     fprintf(out, "Checks the exchange's ledger: every record, checkpoint and party signature.\n\n");
     for (const struct cli_flag *f = verify_flags; f->name != NULL; f++) {
         char name[64];
-        snprintf(name, sizeof name, "--%s%s", f->name, f->takes_value ? " VALUE" : "");
+        snprintf(name, sizeof name, "--%s%s%s", f->name, f->takes_value ? " " : "",
+                 f->takes_value ? metavar(f->name) : "");
         fprintf(out, "  %-22s %s\n", name, f->help);
     }
     fprintf(out, "\nexit status: 0 everything holds, 1 the audit found failures, 2 usage,\n"
@@ -90,13 +104,16 @@ static bool verify_options(const struct cli_flag *flags, const struct cli_args *
     opt->url = cli_get(flags, a, "url");
     opt->file = cli_get(flags, a, "file");
     opt->key_file = cli_get(flags, a, "exchange-key");
+    if (opt->key_file == NULL || *opt->key_file == '\0')
+        opt->key_file = getenv("CPX_EXCHANGE_KEY"); /* no default: the one thing it trusts */
     opt->state_file = cli_get(flags, a, "state");
     opt->report_file = cli_get(flags, a, "report");
     opt->cacert = cli_get(flags, a, "cacert");
     opt->quiet = cli_get(flags, a, "quiet") != NULL;
-    const char *problem = a->nargs > 0                       ? "unexpected argument"
-                          : opt->url != NULL && opt->file    ? "give --url or --file, not both"
-                          : opt->key_file == NULL            ? "--exchange-key FILE is required"
+    const char *problem = a->nargs > 0                    ? "unexpected argument"
+                          : opt->url != NULL && opt->file ? "give --url or --file, not both"
+                          : opt->key_file == NULL || !*opt->key_file
+                              ? "--exchange-key FILE is required"
                           : opt->file != NULL && !*opt->file ? "--file needs a file name"
                                                              : NULL;
     if (problem != NULL) {
@@ -183,7 +200,7 @@ static void usage(FILE *out)
                 commands[i].name, commands[i].usage);
     fprintf(out,
             "\n`cpx-audit verify --help` lists the flags; docs/audit.md says what is checked.\n"
-            "environment: CPX_URL, CPX_CACERT (as for cpx)\n");
+            "environment: CPX_URL, CPX_CACERT (as for cpx), CPX_EXCHANGE_KEY\n");
 }
 
 static bool is_help(const char *arg)

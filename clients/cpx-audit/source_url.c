@@ -72,9 +72,11 @@ static bool want_object(struct exchange *x, const char *target, const struct cli
     if (reply->status < HTTP_OK_MIN || reply->status > HTTP_OK_MAX) {
         const json_t *err = json_object_get(reply->json, "error");
         const char *message = json_string_value(json_object_get(err, "message"));
-        return run_stop(x->r, "the exchange answered HTTP %ld to GET %s%s%s%s%s", reply->status,
-                        target, message ? ": " : "", message ? message : "",
-                        *error_code(reply) ? " " : "", error_code(reply));
+        if (message == NULL)
+            return run_stop(x->r, "the exchange answered HTTP %ld to GET %s", reply->status,
+                            target);
+        return run_stop(x->r, "the exchange answered HTTP %ld to GET %s: %s (%s)", reply->status,
+                        target, message, error_code(reply));
     }
     if (!json_is_object(reply->json))
         return run_stop(x->r, "the exchange sent something that is not a JSON object for GET %s",
@@ -170,9 +172,28 @@ static bool walk_pages(struct exchange *x, const char *path, uint64_t after, uin
 
 /* ---- 1. the latest checkpoint -------------------------------------------------------------- */
 
+/* Keeps the latest checkpoint's note and sets the run's target to its size. */
+static bool take_latest(struct exchange *x, const json_t *checkpoint)
+{
+    size_t len;
+    uint64_t size;
+    const char *note = member_string(checkpoint, "note", &len);
+    if (note == NULL)
+        return run_stop(x->r, "the exchange sent a latest checkpoint without a note");
+    if (!run_note_size(x->r, note, len, &size) && !member_uint(checkpoint, "size", &size))
+        return run_stop(x->r, "the exchange sent a latest checkpoint without a size");
+    x->latest = malloc(len ? len : 1);
+    if (x->latest == NULL)
+        return run_stop(x->r, "out of memory");
+    memcpy(x->latest, note, len);
+    x->latest_len = len;
+    run_set_target(x->r, size);
+    return true;
+}
+
 /*
- * Fetches the latest checkpoint into x->latest and sets the run's target. *empty is set when the
- * exchange has none yet. Returns false when the run stopped.
+ * Fetches the latest checkpoint (take_latest). *empty is set when the exchange has none yet.
+ * Returns false when the run stopped.
  */
 static bool fetch_latest(struct exchange *x, bool *empty)
 {
@@ -182,26 +203,7 @@ static bool fetch_latest(struct exchange *x, bool *empty)
         return false;
     *empty =
         reply.status == HTTP_MISSING && strcmp(error_code(&reply), "checkpoint_not_found") == 0;
-    bool ok = *empty || want_object(x, target, &reply);
-    size_t len = 0;
-    const char *note = ok && !*empty ? member_string(reply.json, "note", &len) : NULL;
-    uint64_t size = 0;
-    if (ok && !*empty) {
-        if (note == NULL)
-            ok = run_stop(x->r, "the exchange sent a latest checkpoint without a note");
-        else if (!run_note_size(x->r, note, len, &size) && !member_uint(reply.json, "size", &size))
-            ok = run_stop(x->r, "the exchange sent a latest checkpoint without a size");
-    }
-    if (ok && note != NULL) {
-        x->latest = malloc(len ? len : 1);
-        if (x->latest == NULL)
-            ok = run_stop(x->r, "out of memory");
-        else
-            memcpy(x->latest, note, len);
-        x->latest_len = len;
-    }
-    if (ok)
-        run_set_target(x->r, size);
+    bool ok = *empty || (want_object(x, target, &reply) && take_latest(x, reply.json));
     client_reply_free(&reply);
     return ok;
 }
@@ -262,9 +264,11 @@ static bool feed_checkpoint_item(struct exchange *x, const json_t *item, bool *d
     struct run *r = x->r;
     size_t len;
     const char *note = member_string(item, "note", &len);
-    uint64_t size;
+    uint64_t size = 0;
     if (note == NULL) {
-        run_fail(r, 0, 0, "exchange_format", "the exchange sent a checkpoint without a note");
+        member_uint(item, "size", &size);
+        run_fail(r, size, 0, "exchange_format",
+                 "the exchange sent a checkpoint (size %" PRIu64 ") without a note", size);
         return true;
     }
     if (!run_note_size(r, note, len, &size) && !member_uint(item, "size", &size))
