@@ -110,12 +110,15 @@ static bool verify_options(const struct cli_flag *flags, const struct cli_args *
     opt->report_file = cli_get(flags, a, "report");
     opt->cacert = cli_get(flags, a, "cacert");
     opt->quiet = cli_get(flags, a, "quiet") != NULL;
-    const char *problem = a->nargs > 0                    ? "unexpected argument"
-                          : opt->url != NULL && opt->file ? "give --url or --file, not both"
-                          : opt->key_file == NULL || !*opt->key_file
-                              ? "--exchange-key FILE is required"
-                          : opt->file != NULL && !*opt->file ? "--file needs a file name"
-                                                             : NULL;
+    const char *problem = NULL;
+    if (a->nargs > 0)
+        problem = "unexpected argument";
+    else if (opt->url != NULL && opt->file != NULL)
+        problem = "give --url or --file, not both";
+    else if (opt->key_file == NULL || *opt->key_file == '\0')
+        problem = "--exchange-key FILE is required";
+    else if (opt->file != NULL && *opt->file == '\0')
+        problem = "--file needs a file name";
     if (problem != NULL) {
         fprintf(stderr, "cpx-audit: %s\nusage: cpx-audit verify %s\n", problem, verify_usage);
         return false;

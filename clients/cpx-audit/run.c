@@ -48,7 +48,6 @@ void run_free(struct run *r)
 
 void run_set_target(struct run *r, uint64_t size)
 {
-    r->have_target = true;
     r->target = size;
     progress_set_total(&r->progress, size > r->from_size ? size - r->from_size : 0);
 }
@@ -72,7 +71,7 @@ bool run_wants_checkpoint(const struct run *r, uint64_t size)
     return r->have_verified && size == r->verified_size;
 }
 
-/* Handles the auditor's answer to a checkpoint of (claimed) size `size`. */
+/* Counts a fed checkpoint note[0..len) and handles the auditor's answer st to it. */
 static bool checkpoint_status(struct run *r, enum cpx_audit_status st, const char *note, size_t len)
 {
     r->checkpoints++;

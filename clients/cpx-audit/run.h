@@ -73,7 +73,6 @@ struct run {
     uint64_t from_size;                /* records checked by earlier runs (state's `checked`) */
     bool have_verified;                /* the state holds a verified checkpoint */
     uint64_t verified_size;            /* ... its size */
-    bool have_target;                  /* target is known */
     uint64_t target;                   /* records the run audits: 0 .. target-1 */
     uint64_t checkpoints;              /* checkpoints fed this run */
     struct run_failure *failures;      /* the tool's findings kept in detail */
