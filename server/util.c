@@ -222,12 +222,12 @@ char *utf8_repaired(const uint8_t *b, size_t n, size_t *len)
     static const char replacement[] = "\xef\xbf\xbd";
     struct strbuf out = { 0 };
     strbuf_add(&out, "", 0);
-    if (cpx_utf8_valid(b, n)) {
+    if (cpx_utf8_valid(b, n) && memchr(b, 0, n) == NULL) {
         strbuf_add(&out, b, n);
     } else {
         for (size_t i = 0; i < n;) {
             size_t k = b[i] < 0x80 ? 1 : b[i] >= 0xf0 ? 4 : b[i] >= 0xe0 ? 3 : 2;
-            if (k <= n - i && cpx_utf8_valid(b + i, k)) {
+            if (b[i] != 0 && k <= n - i && cpx_utf8_valid(b + i, k)) {
                 strbuf_add(&out, b + i, k);
                 i += k;
             } else {

@@ -35,8 +35,8 @@ bool parse_rfc3339(const char *s, int64_t *t_us);
 char *read_file(const char *path, size_t max, size_t *len);
 
 /*
- * b[0..n) as UTF-8 text: unchanged when it is valid UTF-8, otherwise with U+FFFD in place of each
- * byte that does not start a valid sequence. Returns a malloc'd NUL-terminated copy (*len bytes,
+ * b[0..n) as UTF-8 text without NUL: unchanged when it is valid UTF-8 without NUL bytes, otherwise
+ * with U+FFFD in place of each NUL and each byte that does not start a valid sequence. Returns a malloc'd NUL-terminated copy (*len bytes,
  * without the NUL), or NULL when out of memory.
  */
 char *utf8_repaired(const uint8_t *b, size_t n, size_t *len);

@@ -2,10 +2,11 @@
  * Fuzz target: small parsers of untrusted text in the server. The input's first byte chooses:
  *   0: a decimal count from a query string or path (parse_u64): accepted text prints back as
  *      itself, so there is exactly one spelling of each number;
- *   1: stored record bytes made into JSON text (utf8_repaired): the result is always valid UTF-8,
- *      and equal to the input whenever the input was valid UTF-8.
+ *   1: stored record bytes made into JSON text (utf8_repaired): the result is always valid UTF-8
+ *      without NUL, and equal to the input whenever the input was that already.
  */
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,8 +40,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t n;
         char *text = utf8_repaired(rest, len, &n);
         if (text != NULL) {
-            if (!cpx_utf8_valid(text, n) ||
-                (cpx_utf8_valid(rest, len) && (n != len || memcmp(text, rest, len) != 0)))
+            bool clean = cpx_utf8_valid(rest, len) && memchr(rest, 0, len) == NULL;
+            if (!cpx_utf8_valid(text, n) || memchr(text, 0, n) != NULL ||
+                (clean && (n != len || memcmp(text, rest, len) != 0)))
                 abort();
             free(text);
         }
