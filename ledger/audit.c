@@ -766,6 +766,7 @@ enum cpx_canon_error cpx_audit_state_write(const struct cpx_audit *a, struct cpx
     cpx_canon_kv_int(w, "checked", (int64_t)a->range.size);
     cpx_canon_kv_int(w, "last_ts", a->last_ts);
     cpx_canon_kv_int(w, "next_seq", (int64_t)a->next_seq);
+    cpx_canon_kv_string(w, "origin", a->cfg.origin);
     cpx_canon_key(w, "parties", 7);
     cpx_canon_begin_array(w);
     /* Sorted by id, so that the same key table always gives the same bytes. */
@@ -885,15 +886,20 @@ const char *cpx_audit_state_load(struct cpx_audit *a, const void *json, size_t l
     const struct cpx_canon_node *parties = cpx_canon_get(&doc, root, "parties");
     const struct cpx_canon_node *range = cpx_canon_get(&doc, root, "range");
     const struct cpx_canon_node *vroot = cpx_canon_get(&doc, root, "verified_root");
-    if (root->type != CPX_CANON_OBJECT || root->count != 8 || !state_uint(&doc, root, "v", &v) ||
+    const struct cpx_canon_node *origin = cpx_canon_get(&doc, root, "origin");
+    if (root->type != CPX_CANON_OBJECT || root->count != 9 || !state_uint(&doc, root, "v", &v) ||
         v != 1 || !state_uint(&doc, root, "checked", &checked) ||
         !state_uint(&doc, root, "next_seq", &next_seq) ||
         !state_uint(&doc, root, "last_ts", &last_ts) ||
         !state_uint(&doc, root, "verified_size", &vsize) || parties == NULL ||
         parties->type != CPX_CANON_ARRAY || range == NULL || range->type != CPX_CANON_ARRAY ||
-        vroot == NULL) {
-        err = "state must have checked, last_ts, next_seq, parties, range, v, verified_root "
-              "and verified_size";
+        vroot == NULL || origin == NULL || origin->type != CPX_CANON_STRING) {
+        err = "state must have checked, last_ts, next_seq, origin, parties, range, v, "
+              "verified_root and verified_size";
+        goto cleanup;
+    }
+    if (!cpx_canon_string_eq(&doc, origin, a->cfg.origin)) {
+        err = "state was saved by an audit of another ledger (its origin differs)";
         goto cleanup;
     }
     if (range->count != (uint32_t)__builtin_popcountll(checked)) {

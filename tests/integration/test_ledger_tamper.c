@@ -399,6 +399,25 @@ static void history_rewritten_after_an_audit_is_caught(void **state)
     json_decref(report);
 }
 
+static void state_of_another_ledger_is_refused(void **state)
+{
+    struct world *w = *state;
+    char state_file[AUDIT_PATH_MAX];
+    audit_then_grow(w, state_file);
+    /* the same key under another origin: an auditor of another ledger */
+    char cmd[1600];
+    snprintf(cmd, sizeof cmd,
+             "%s/cpxd --exchange-key '%s' --ledger-origin other.example/ledger "
+             "--print-verifier-key >'%s'",
+             getenv("CPX_TEST_BIN"), w->srv.exchange_key, w->dir.key);
+    assert_int_equal(system(cmd), 0);
+    const char *args[] = { "--state", state_file, NULL };
+    json_t *report = NULL;
+    assert_int_equal(audit(w, args, &report), 2);
+    assert_true(audit_output_has(&w->dir, "another ledger"));
+    json_decref(report);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -412,6 +431,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(forged_consistency_proof_is_caught, setup, teardown),
         cmocka_unit_test_setup_teardown(history_rewritten_after_an_audit_is_caught, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(state_of_another_ledger_is_refused, setup, teardown),
     };
     return test_main(tests, sizeof tests / sizeof tests[0], NULL, NULL);
 }

@@ -558,6 +558,14 @@ static void test_state_and_consistency(void **state_)
     assert_non_null(cpx_audit_state_load(a, bad, strlen(bad)));
     free(bad);
     cpx_audit_free(a);
+    /* A state belongs to one ledger: an auditor of another origin refuses it. */
+    struct cpx_audit_config other = cfg;
+    snprintf(other.origin, sizeof other.origin, "other.example/ledger");
+    a = cpx_audit_new(&other);
+    const char *why = cpx_audit_state_load(a, state, strlen(state));
+    assert_non_null(why);
+    assert_non_null(strstr(why, "another ledger"));
+    cpx_audit_free(a);
     free(state);
     fx_log_free(&w.log);
 }
