@@ -79,6 +79,8 @@ END
 $$;
 CREATE TRIGGER ledger_head_forward BEFORE UPDATE OR DELETE ON ledger_head
     FOR EACH ROW EXECUTE FUNCTION ledger_head_forward();
+CREATE TRIGGER ledger_head_no_truncate BEFORE TRUNCATE ON ledger_head
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
 
 -- Keys an identity has rotated away from: never accepted again, by it or anyone else.
 CREATE TABLE retired_keys (
@@ -87,3 +89,8 @@ CREATE TABLE retired_keys (
     retired_at  timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE retired_keys IS 'Public keys replaced by a key rotation; refused for reuse.';
+
+CREATE TRIGGER retired_keys_append_only BEFORE UPDATE OR DELETE ON retired_keys
+    FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
+CREATE TRIGGER retired_keys_no_truncate BEFORE TRUNCATE ON retired_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();

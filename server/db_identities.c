@@ -5,6 +5,7 @@
  *   identity_insert     db_identity_insert
  *   identity_bootstrap  db_identity_bootstrap
  *   identity_get        db_identity_get
+ *   identity_lock       db_identity_lock
  *   identity_decide     db_identity_decide
  *   identity_list       db_identity_list
  *   identity_all        db_identity_all
@@ -41,6 +42,7 @@ const struct db_statement db_identity_statements[] = {
       "ON CONFLICT (id) DO NOTHING",
       5 },
     { "identity_get", "SELECT " IDENTITY_COLUMNS " FROM identities WHERE id = $1", 1 },
+    { "identity_lock", "SELECT " IDENTITY_COLUMNS " FROM identities WHERE id = $1 FOR SHARE", 1 },
     { "identity_decide",
       "UPDATE identities SET status = $2, decided_at = now(), decided_by = $3, "
       "decision_reason = $4 WHERE id = $1 AND status = 'pending' RETURNING " IDENTITY_COLUMNS,
@@ -51,7 +53,9 @@ const struct db_statement db_identity_statements[] = {
       3 },
     { "identity_all", "SELECT " IDENTITY_COLUMNS " FROM identities ORDER BY created_at, id", 0 },
     { "identity_set_key",
-      "UPDATE identities SET public_key = $3::bytea WHERE id = $1 AND public_key = $2::bytea", 3 },
+      "UPDATE identities SET public_key = $3::bytea "
+      "WHERE id = $1 AND public_key = $2::bytea AND status = 'approved'",
+      3 },
     { "idempotency_get",
       "SELECT request_hash, status, response FROM idempotency_keys "
       "WHERE identity_id = $1 AND key = $2",
@@ -136,6 +140,12 @@ enum db_status db_identity_get(struct db_conn *c, const char *id, struct identit
 {
     const char *params[] = { id };
     return one_identity(c, "identity_get", 1, params, out);
+}
+
+enum db_status db_identity_lock(struct db_conn *c, const char *id, struct identity *out)
+{
+    const char *params[] = { id };
+    return one_identity(c, "identity_lock", 1, params, out);
 }
 
 enum db_status db_identity_decide(struct db_conn *c, const char *id, enum identity_status to,

@@ -20,6 +20,10 @@ enum db_status db_identity_bootstrap(struct db_conn *c, const struct identity *i
 /* Reads identity id into out. */
 enum db_status db_identity_get(struct db_conn *c, const char *id, struct identity *out);
 
+/* Reads identity id into out and share-locks its row until the transaction ends: its key and
+ * status cannot change before this transaction commits. */
+enum db_status db_identity_lock(struct db_conn *c, const char *id, struct identity *out);
+
 /* Moves a pending identity to status `to` decided by `by` (reason may be NULL); fills out with the
  * updated row. DB_NO_ROWS when it does not exist or is not pending. */
 enum db_status db_identity_decide(struct db_conn *c, const char *id, enum identity_status to,
@@ -34,7 +38,8 @@ enum db_status db_identity_list(struct db_conn *c, int status, const char *after
 enum db_status db_identity_all(struct db_conn *c, bool (*fn)(const struct identity *, void *),
                                void *arg);
 
-/* Replaces identity id's public key; old_key must be the current one (DB_NO_ROWS otherwise).
+/* Replaces the key of approved identity id; old_key must be the current one (DB_NO_ROWS
+ * otherwise).
  * DB_CONFLICT when another identity holds new_key. */
 enum db_status db_identity_set_key(struct db_conn *c, const char *id,
                                    const uint8_t old_key[CPX_ED25519_PK_LEN],

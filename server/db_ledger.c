@@ -48,7 +48,9 @@ const struct db_statement db_ledger_statements[] = {
       "FROM unnest($1::smallint[], $2::bigint[], $3::text[]) AS t(level, idx, h)",
       3 },
     { "ledger_checkpoint_insert",
-      "INSERT INTO ledger_checkpoints (size, root, note) VALUES ($1, $2::bytea, $3)", 3 },
+      "INSERT INTO ledger_checkpoints (size, root, note, created_at) "
+      "VALUES ($1, $2::bytea, $3, to_timestamp($4::double precision / 1000))",
+      4 },
     { "ledger_checkpoint_get",
       "SELECT size, root, note, " US("created_at") " FROM ledger_checkpoints "
                                                    "WHERE size = $1 OR ($1 = 0 AND size = (SELECT "
@@ -59,11 +61,16 @@ const struct db_statement db_ledger_statements[] = {
           "created_at") " FROM ledger_checkpoints "
                         "WHERE size > $1 AND size <= $2 ORDER BY size LIMIT $3",
       3 },
+    /* Rows past max_bytes stay in PostgreSQL: only those whose predecessors on the page hold at
+     * most $4 bytes come back (so the row that crosses the limit does, and tells the caller). */
     { "ledger_records_list",
-      "SELECT r.seq, r.record, n.hash FROM ledger_records r "
-      "LEFT JOIN ledger_nodes n ON n.level = 0 AND n.idx = r.seq "
-      "WHERE r.seq >= $1 AND r.seq < $2 ORDER BY r.seq LIMIT $3",
-      3 },
+      "SELECT seq, record, hash FROM ("
+      "SELECT r.seq, r.record, n.hash, "
+      "sum(octet_length(r.record)) OVER (ORDER BY r.seq) - octet_length(r.record) AS before "
+      "FROM ledger_records r LEFT JOIN ledger_nodes n ON n.level = 0 AND n.idx = r.seq "
+      "WHERE r.seq >= $1 AND r.seq < $2 ORDER BY r.seq LIMIT $3) page "
+      "WHERE before <= $4 ORDER BY seq",
+      4 },
     { "retired_key_insert",
       "INSERT INTO retired_keys (public_key, identity_id) VALUES ($1::bytea, $2)", 2 },
     { "retired_key_get", "SELECT 1 FROM retired_keys WHERE public_key = $1::bytea", 1 },
@@ -217,12 +224,14 @@ void db_checkpoint_clear(struct db_checkpoint *cp)
 }
 
 enum db_status db_ledger_checkpoint_insert(struct db_conn *c, uint64_t size,
-                                           const uint8_t root[CPX_HASH_LEN], const char *note)
+                                           const uint8_t root[CPX_HASH_LEN], const char *note,
+                                           int64_t ts_ms)
 {
-    char s[24], r[2 * CPX_HASH_LEN + 3];
+    char s[24], r[2 * CPX_HASH_LEN + 3], t[24];
     snprintf(s, sizeof s, "%" PRIu64, size);
-    const char *params[] = { s, db_bytea_param(root, CPX_HASH_LEN, r), note };
-    return db_command(c, "ledger_checkpoint_insert", 3, params, NULL);
+    snprintf(t, sizeof t, "%" PRId64, ts_ms);
+    const char *params[] = { s, db_bytea_param(root, CPX_HASH_LEN, r), note, t };
+    return db_command(c, "ledger_checkpoint_insert", 4, params, NULL);
 }
 
 /* Fills out from a row of size, root, note, created_at; false when out of memory. */
@@ -253,18 +262,34 @@ enum db_status db_ledger_checkpoint_get(struct db_conn *c, uint64_t size, struct
     return st;
 }
 
+/* The text parameters of a range query: from, upto (clamped to the bigint range), limit, bytes. */
+struct range_params {
+    char from[24], upto[24], limit[16], bytes[24];
+    const char *v[4];
+};
+
+static void range_params(struct range_params *p, uint64_t from, uint64_t upto, int limit,
+                         size_t bytes)
+{
+    snprintf(p->from, sizeof p->from, "%" PRIu64, from);
+    snprintf(p->upto, sizeof p->upto, "%" PRIu64, upto > INT64_MAX ? (uint64_t)INT64_MAX : upto);
+    snprintf(p->limit, sizeof p->limit, "%d", limit);
+    snprintf(p->bytes, sizeof p->bytes, "%zu", bytes);
+    p->v[0] = p->from;
+    p->v[1] = p->upto;
+    p->v[2] = p->limit;
+    p->v[3] = p->bytes;
+}
+
 enum db_status db_ledger_checkpoint_list(struct db_conn *c, uint64_t after, uint64_t upto,
                                          int limit,
                                          bool (*fn)(const struct db_checkpoint *, void *),
                                          void *arg)
 {
-    char a[24], u[24], l[16];
-    snprintf(a, sizeof a, "%" PRIu64, after);
-    snprintf(u, sizeof u, "%" PRIu64, upto > INT64_MAX ? (uint64_t)INT64_MAX : upto);
-    snprintf(l, sizeof l, "%d", limit);
-    const char *params[] = { a, u, l };
+    struct range_params p;
+    range_params(&p, after, upto, limit, 0);
     PGresult *r;
-    enum db_status st = db_query(c, "ledger_checkpoint_list", 3, params, &r);
+    enum db_status st = db_query(c, "ledger_checkpoint_list", 3, p.v, &r);
     if (st != DB_OK)
         return st;
     for (int row = 0; row < PQntuples(r); row++) {
@@ -282,15 +307,15 @@ enum db_status db_ledger_checkpoint_list(struct db_conn *c, uint64_t after, uint
 }
 
 enum db_status db_ledger_record_list(struct db_conn *c, uint64_t from, uint64_t upto, int limit,
-                                     bool (*fn)(const struct db_record *, void *), void *arg)
+                                     size_t max_bytes, bool (*fn)(const struct db_record *, void *),
+                                     void *arg)
 {
-    char f[24], u[24], l[16];
-    snprintf(f, sizeof f, "%" PRIu64, from);
-    snprintf(u, sizeof u, "%" PRIu64, upto > INT64_MAX ? (uint64_t)INT64_MAX : upto);
-    snprintf(l, sizeof l, "%d", limit);
-    const char *params[] = { f, u, l };
+    if (from > INT64_MAX)
+        return DB_OK; /* beyond any seq */
+    struct range_params p;
+    range_params(&p, from, upto, limit, max_bytes);
     PGresult *r;
-    enum db_status st = db_query(c, "ledger_records_list", 3, params, &r);
+    enum db_status st = db_query(c, "ledger_records_list", 4, p.v, &r);
     if (st != DB_OK)
         return st;
     for (int row = 0; row < PQntuples(r); row++) {

@@ -53,9 +53,10 @@ struct db_checkpoint {
 
 void db_checkpoint_clear(struct db_checkpoint *cp);
 
-/* Stores a signed checkpoint. */
+/* Stores a signed checkpoint, made at ts_ms (the batch's last record time). */
 enum db_status db_ledger_checkpoint_insert(struct db_conn *c, uint64_t size,
-                                           const uint8_t root[CPX_HASH_LEN], const char *note);
+                                           const uint8_t root[CPX_HASH_LEN], const char *note,
+                                           int64_t ts_ms);
 
 /* The checkpoint of the given size, or the latest when size is 0. DB_NO_ROWS when none. */
 enum db_status db_ledger_checkpoint_get(struct db_conn *c, uint64_t size,
@@ -77,11 +78,13 @@ struct db_record {
 };
 
 /*
- * Calls fn for the records with from <= seq < upto in order, at most limit of them; fn returning
- * false stops.
+ * Calls fn for the records with from <= seq < upto in order, at most limit of them and no more
+ * than one past max_bytes of record bytes (the rest are not even fetched); fn returning false
+ * stops.
  */
 enum db_status db_ledger_record_list(struct db_conn *c, uint64_t from, uint64_t upto, int limit,
-                                     bool (*fn)(const struct db_record *, void *), void *arg);
+                                     size_t max_bytes, bool (*fn)(const struct db_record *, void *),
+                                     void *arg);
 
 /* Records that public_key was retired by identity_id. */
 enum db_status db_retired_key_insert(struct db_conn *c, const uint8_t key[CPX_ED25519_PK_LEN],

@@ -14,6 +14,8 @@ static const struct err_info table[E_COUNT] = {
     [E_INVALID_HEADER] = { 400, "invalid_header", "A request header is invalid." },
     [E_BODY_NOT_CANONICAL] = { 400, "body_not_canonical",
                                "The body is recorded in the ledger and must be canonical JSON." },
+    [E_INVALID_TARGET] = { 400, "invalid_target",
+                           "The request target must be visible ASCII; percent-encode the rest." },
     [E_UNAUTHENTICATED] = { 401, "unauthenticated",
                             "This endpoint needs a signed request (Authorization: CPX-Ed25519)." },
     [E_BAD_AUTHORIZATION] = { 401, "bad_authorization", "The Authorization header is malformed." },
@@ -50,6 +52,7 @@ static const struct err_info table[E_COUNT] = {
     [E_INTERNAL] = { 500, "internal", "Internal error; it has been logged." },
     [E_DATABASE_UNAVAILABLE] = { 503, "database_unavailable",
                                  "The database is unavailable; retry shortly." },
+    [E_BUSY] = { 503, "busy", "Too many changes at once; retry shortly." },
 };
 
 const struct err_info *err_info(enum err e)

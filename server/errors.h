@@ -16,6 +16,7 @@ enum err {
     E_INVALID_QUERY,
     E_INVALID_HEADER,
     E_BODY_NOT_CANONICAL,
+    E_INVALID_TARGET,
     /* 401: authentication */
     E_UNAUTHENTICATED,
     E_BAD_AUTHORIZATION,
@@ -45,6 +46,7 @@ enum err {
     /* 500, 503 */
     E_INTERNAL,
     E_DATABASE_UNAVAILABLE,
+    E_BUSY,
     E_COUNT
 };
 

@@ -67,21 +67,25 @@ static bool reg_no_valid(const char *s)
     return true;
 }
 
-/* The answer to a change: the identity as it now is, and the seq of the change's record. */
-static enum db_status changed(struct tx_reply *out, int status, const struct identity *idn,
-                              uint64_t seq)
+/*
+ * Decides the answer to a change whose record the records_* call returned (st, body_ok, seq):
+ * the identity as it now is with the record's seq, or 400 when the signed body is not what the
+ * record repeats (`rule` says what the client got wrong).
+ */
+static enum db_status recorded(struct tx_reply *out, enum db_status st, bool body_ok,
+                               const char *rule, int status, const struct identity *idn,
+                               uint64_t seq)
 {
+    if (st != DB_OK)
+        return st;
+    if (!body_ok)
+        return tx_fail(out, E_BODY_NOT_CANONICAL, NULL,
+                       "The body must be canonical JSON that the ledger record repeats "
+                       "unchanged%s.",
+                       rule);
     json_t *body = identity_to_json(idn);
     json_object_set_new(body, "ledger_seq", json_integer((json_int_t)seq));
     return tx_ok(out, status, body);
-}
-
-/* Fails the transaction when the signed body is not part of the recorded payload. */
-static enum db_status body_refused(struct tx_reply *out)
-{
-    return tx_fail(out, E_BODY_NOT_CANONICAL, NULL,
-                   "The body must be canonical JSON that the ledger record repeats unchanged: "
-                   "list roles once each in the order buyer, operator, provider, regulator.");
 }
 
 /* Fails the transaction when key was retired by a rotation (DB_OK: it was not). */
@@ -112,14 +116,12 @@ static enum db_status register_tx(struct db_conn *c, struct request *req, void *
                        "This key is already registered as %s.", idn->id);
     if (st != DB_OK)
         return st;
-    struct cpx_party party;
-    records_party_of(req, &party);
     bool body_ok;
     uint64_t seq;
-    st = records_identity(c, out->ledger, idn, &party, &body_ok, &seq);
-    if (st != DB_OK)
-        return st;
-    return body_ok ? changed(out, 201, idn, seq) : body_refused(out);
+    st = records_identity(c, out->ledger, idn, req, &body_ok, &seq);
+    return recorded(out, st, body_ok,
+                    ": list roles once each, in the order buyer, operator, provider, regulator",
+                    201, idn, seq);
 }
 
 void h_identity_register(struct request *req)
@@ -255,14 +257,10 @@ static enum db_status decide_tx(struct db_conn *c, struct request *req, void *ar
     }
     if (st != DB_OK)
         return st;
-    struct cpx_party party;
-    records_party_of(req, &party);
     bool body_ok;
     uint64_t seq;
-    st = records_decision(c, out->ledger, id, d->to, d->reason, &party, &body_ok, &seq);
-    if (st != DB_OK)
-        return st;
-    return body_ok ? changed(out, 200, &idn, seq) : body_refused(out);
+    st = records_decision(c, out->ledger, id, d->to, d->reason, req, &body_ok, &seq);
+    return recorded(out, st, body_ok, "", 200, &idn, seq);
 }
 
 static void decide(struct request *req, enum identity_status to, const struct spec *spec)
@@ -322,15 +320,10 @@ static enum db_status rotate_tx(struct db_conn *c, struct request *req, void *ar
         st = db_identity_get(c, id, &idn);
     if (st != DB_OK)
         return st;
-    struct cpx_party party;
-    records_party_of(req, &party);
     bool body_ok;
     uint64_t seq;
-    st = records_key_rotation(c, out->ledger, id, old_key, r->new_public_key, &party, &body_ok,
-                              &seq);
-    if (st != DB_OK)
-        return st;
-    return body_ok ? changed(out, 200, &idn, seq) : body_refused(out);
+    st = records_key_rotation(c, out->ledger, id, old_key, r->new_public_key, req, &body_ok, &seq);
+    return recorded(out, st, body_ok, "", 200, &idn, seq);
 }
 
 void h_identity_rotate_key(struct request *req)
@@ -342,8 +335,10 @@ void h_identity_rotate_key(struct request *req)
         reply_error(req, E_FORBIDDEN_ROLE, NULL, "An identity can rotate only its own key.");
         return;
     }
-    if (req->caller.status == IDENTITY_REJECTED) {
-        reply_error(req, E_INVALID_STATE, NULL, "Identity %s was rejected.", req->caller.id);
+    if (req->caller.status != IDENTITY_APPROVED) {
+        reply_error(req, E_NOT_APPROVED, NULL,
+                    "Identity %s is %s: only an approved identity can rotate its key.",
+                    req->caller.id, identity_status_names[req->caller.status]);
         return;
     }
     if (memcmp(r.new_public_key, req->caller.public_key, sizeof r.new_public_key) == 0) {

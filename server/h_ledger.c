@@ -31,6 +31,7 @@
 #define RECORDS_PAGE_BYTES (4 * 1024 * 1024) /* a records page stops after this many bytes */
 #define PROOF_NODES_MAX    512               /* full nodes any proof may read (about 2 x 64) */
 #define EXPORT_PAGE        1000              /* rows an export reads per query */
+#define EXPORT_PAGE_BYTES  (4 * 1024 * 1024) /* ... and record bytes, at most (one more record) */
 #define EXPORT_FORMAT      "cpx-ledger-export"
 
 /* Answers a failed read: 503 when the database is away, 500 otherwise. */
@@ -128,13 +129,17 @@ struct page {
     uint64_t last; /* seq or size of the last item */
     int count;
     size_t bytes; /* record bytes on the page */
-    bool full;    /* stopped early for size */
+    bool more;    /* items beyond this page exist */
     bool oom;
 };
 
 static bool checkpoint_add(const struct db_checkpoint *cp, void *arg)
 {
     struct page *p = arg;
+    if (p->count == p->limit) { /* the one fetched beyond the page */
+        p->more = true;
+        return false;
+    }
     p->oom = p->oom || json_array_append_new(p->items, checkpoint_json(cp)) != 0;
     p->last = cp->size;
     p->count++;
@@ -146,7 +151,8 @@ static enum db_status checkpoints_fn(struct db_conn *c, void *arg)
     struct page *p = arg;
     json_array_clear(p->items);
     p->count = 0;
-    return db_ledger_checkpoint_list(c, p->after, UINT64_MAX, p->limit, checkpoint_add, p);
+    p->more = false;
+    return db_ledger_checkpoint_list(c, p->after, UINT64_MAX, p->limit + 1, checkpoint_add, p);
 }
 
 /* Reads ?limit=&after= where the cursor is a decimal number. */
@@ -169,8 +175,8 @@ static bool page_params(struct request *req, struct page *p)
     return true;
 }
 
-/* Answers {"items","next"}: next is the last item's cursor when the page may not be the last. */
-static void reply_page(struct request *req, struct page *p, enum db_status st, bool more)
+/* Answers {"items","next"}: next is the last item's cursor, or null on the last page. */
+static void reply_page(struct request *req, struct page *p, enum db_status st)
 {
     if (st == DB_OK && p->oom)
         st = DB_HARD;
@@ -181,7 +187,7 @@ static void reply_page(struct request *req, struct page *p, enum db_status st, b
     }
     char cursor[24];
     snprintf(cursor, sizeof cursor, "%llu", (unsigned long long)p->last);
-    json_t *next = more ? json_string(cursor) : json_null();
+    json_t *next = p->more ? json_string(cursor) : json_null();
     reply_json(req, 200, json_pack("{s:o, s:o}", "items", p->items, "next", next));
 }
 
@@ -191,7 +197,7 @@ void h_ledger_checkpoints(struct request *req)
     if (!page_params(req, &p))
         return;
     enum db_status st = db_run(req->srv->db, checkpoints_fn, &p);
-    reply_page(req, &p, st, p.count == p.limit);
+    reply_page(req, &p, st);
 }
 
 /* ---- records ----------------------------------------------------------------------------------
@@ -200,8 +206,8 @@ void h_ledger_checkpoints(struct request *req)
 static bool record_add(const struct db_record *r, void *arg)
 {
     struct page *p = arg;
-    if (p->count > 0 && p->bytes + r->len > RECORDS_PAGE_BYTES) {
-        p->full = true;
+    if (p->count == p->limit || (p->count > 0 && p->bytes + r->len > RECORDS_PAGE_BYTES)) {
+        p->more = true; /* fetched beyond the page: the next one starts here */
         return false;
     }
     p->oom = p->oom || json_array_append_new(p->items, record_json(r)) != 0;
@@ -217,9 +223,10 @@ static enum db_status records_fn(struct db_conn *c, void *arg)
     json_array_clear(p->items);
     p->count = 0;
     p->bytes = 0;
-    p->full = false;
+    p->more = false;
     uint64_t from = p->has_after ? p->after + 1 : 0;
-    return db_ledger_record_list(c, from, UINT64_MAX, p->limit, record_add, p);
+    return db_ledger_record_list(c, from, UINT64_MAX, p->limit + 1, RECORDS_PAGE_BYTES, record_add,
+                                 p);
 }
 
 void h_ledger_records(struct request *req)
@@ -228,7 +235,7 @@ void h_ledger_records(struct request *req)
     if (!page_params(req, &p))
         return;
     enum db_status st = db_run(req->srv->db, records_fn, &p);
-    reply_page(req, &p, st, p.full || p.count == p.limit);
+    reply_page(req, &p, st);
 }
 
 /* ---- proofs -----------------------------------------------------------------------------------
@@ -344,7 +351,7 @@ static enum db_status receipt_fn(struct db_conn *c, void *arg)
     enum db_status st = db_ledger_checkpoint_get(c, x->size, &x->cp);
     if (st != DB_OK || x->cp.size <= x->seq)
         return st;
-    st = db_ledger_record_list(c, x->seq, x->seq + 1, 1, receipt_record, x);
+    st = db_ledger_record_list(c, x->seq, x->seq + 1, 1, CPX_RECORD_MAX, receipt_record, x);
     if (st != DB_OK || x->record == NULL)
         return st;
     x->proof->a = x->seq;
@@ -561,7 +568,8 @@ static enum db_status export_fn(struct db_conn *c, void *arg)
     struct export *e = arg;
     if (e->phase == EXPORT_CHECKPOINTS)
         return db_ledger_checkpoint_list(c, e->next, e->size, EXPORT_PAGE, export_checkpoint, e);
-    return db_ledger_record_list(c, e->next, e->size, EXPORT_PAGE, export_record, e);
+    return db_ledger_record_list(c, e->next, e->size, EXPORT_PAGE, EXPORT_PAGE_BYTES, export_record,
+                                 e);
 }
 
 /*

@@ -124,6 +124,8 @@ void reply_error(struct request *req, enum err e, const char *field, const char 
                     text ? text
                          : "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}");
     free(text);
+    if (info->status == 503 && req->response != NULL)
+        MHD_add_response_header(req->response, MHD_HTTP_HEADER_RETRY_AFTER, "1");
 }
 
 /* ---- request accessors -------------------------------------------------------------------- */
@@ -214,6 +216,13 @@ static void dispatch(struct request *req)
                     (long long)req->srv->cfg->max_body);
         return;
     }
+    for (const char *t = req->target; *t != '\0'; t++)
+        if ((unsigned char)*t <= 0x20 || (unsigned char)*t >= 0x7f) {
+            reply_error(req, E_INVALID_TARGET, NULL,
+                        "The request target holds the byte 0x%02x; percent-encode it.",
+                        (unsigned char)*t);
+            return;
+        }
     char allow[64];
     switch (route_find(req->method, req->target, req->path_len, &req->route, req->params, allow)) {
     case ROUTE_NO_PATH: reply_error(req, E_NOT_FOUND, NULL, NULL); return;

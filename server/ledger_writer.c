@@ -200,7 +200,7 @@ enum db_status ledger_batch_commit(struct db_conn *c, struct ledger_batch *b)
         log_error("ledger: cannot sign the checkpoint of size %llu", (unsigned long long)cp.size);
         return DB_HARD;
     }
-    st = db_ledger_checkpoint_insert(c, cp.size, cp.root, note);
+    st = db_ledger_checkpoint_insert(c, cp.size, cp.root, note, b->ts_ms);
     if (st == DB_OK)
         st = db_ledger_head_set(c, b->range.size, b->ts_ms);
     return st;

@@ -30,7 +30,8 @@ unsigned records_ledger_roles(unsigned roles)
     return out;
 }
 
-void records_party_of(const struct request *req, struct cpx_party *p)
+/* Fills p with req's signed request as received (id, method, target, ts, body, sig). */
+static void party_of(const struct request *req, struct cpx_party *p)
 {
     memset(p, 0, sizeof *p);
     snprintf(p->id, sizeof p->id, "%s", req->auth.id);
@@ -57,13 +58,37 @@ bool records_require_canonical_body(struct request *req)
 }
 
 /*
+ * Copies the longest prefix of src that fits dst (cap bytes with the NUL) and ends on a UTF-8
+ * character boundary. Returns true when src had to be cut.
+ */
+static bool utf8_prefix(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    bool cut = n >= cap;
+    if (cut) {
+        n = cap - 1;
+        while (n > 0 && ((unsigned char)src[n] & 0xc0) == 0x80)
+            n--; /* src[n] continues a character: cut before it */
+    }
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+    return cut;
+}
+
+/*
  * Appends a record whose payload w holds, after checking the body rule when a party originated
  * it: the party's body must be a canonical object each of whose members the payload repeats.
  */
 static enum db_status append(struct db_conn *c, struct ledger_batch *b, enum cpx_kind kind,
-                             struct cpx_canon_writer *w, const struct cpx_party *party,
-                             bool *body_ok, uint64_t *seq)
+                             struct cpx_canon_writer *w, const struct request *req, bool *body_ok,
+                             uint64_t *seq)
 {
+    struct cpx_party signed_request;
+    const struct cpx_party *party = NULL;
+    if (req != NULL) {
+        party_of(req, &signed_request);
+        party = &signed_request;
+    }
     const uint8_t *payload;
     size_t len;
     enum cpx_canon_error err = cpx_canon_writer_finish(w, &payload, &len);
@@ -94,7 +119,7 @@ static enum db_status append(struct db_conn *c, struct ledger_batch *b, enum cpx
 }
 
 enum db_status records_identity(struct db_conn *c, struct ledger_batch *b,
-                                const struct identity *idn, const struct cpx_party *party,
+                                const struct identity *idn, const struct request *req,
                                 bool *body_ok, uint64_t *seq)
 {
     struct cpx_identity_payload p = { .roles = records_ledger_roles(idn->roles) };
@@ -105,24 +130,27 @@ enum db_status records_identity(struct db_conn *c, struct ledger_batch *b,
     struct cpx_canon_writer w;
     cpx_canon_writer_init(&w);
     cpx_identity_payload_write(&w, &p);
-    enum db_status st = append(c, b, CPX_KIND_IDENTITY, &w, party, body_ok, seq);
+    enum db_status st = append(c, b, CPX_KIND_IDENTITY, &w, req, body_ok, seq);
     cpx_canon_writer_free(&w);
     return st;
 }
 
 enum db_status records_decision(struct db_conn *c, struct ledger_batch *b, const char *subject,
                                 enum identity_status decision, const char *reason,
-                                const struct cpx_party *party, bool *body_ok, uint64_t *seq)
+                                const struct request *req, bool *body_ok, uint64_t *seq)
 {
     enum cpx_kind kind = decision == IDENTITY_APPROVED ? CPX_KIND_APPROVAL : CPX_KIND_REJECTION;
     struct cpx_decision_payload p = { 0 };
     snprintf(p.id, sizeof p.id, "%s", subject);
-    if (kind == CPX_KIND_REJECTION)
-        snprintf(p.reason, sizeof p.reason, "%s", reason && *reason ? reason : "rejected");
+    if (kind == CPX_KIND_REJECTION &&
+        utf8_prefix(p.reason, sizeof p.reason, reason && *reason ? reason : "rejected"))
+        log_warn("ledger: the rejection reason of %s is longer than the ledger's %zu bytes; "
+                 "recorded cut short",
+                 subject, sizeof p.reason - 1);
     struct cpx_canon_writer w;
     cpx_canon_writer_init(&w);
     cpx_decision_payload_write(&w, kind, &p);
-    enum db_status st = append(c, b, kind, &w, party, body_ok, seq);
+    enum db_status st = append(c, b, kind, &w, req, body_ok, seq);
     cpx_canon_writer_free(&w);
     return st;
 }
@@ -130,7 +158,7 @@ enum db_status records_decision(struct db_conn *c, struct ledger_batch *b, const
 enum db_status records_key_rotation(struct db_conn *c, struct ledger_batch *b, const char *id,
                                     const uint8_t old_key[CPX_ED25519_PK_LEN],
                                     const uint8_t new_key[CPX_ED25519_PK_LEN],
-                                    const struct cpx_party *party, bool *body_ok, uint64_t *seq)
+                                    const struct request *req, bool *body_ok, uint64_t *seq)
 {
     struct cpx_key_rotation_payload p = { 0 };
     snprintf(p.id, sizeof p.id, "%s", id);
@@ -139,7 +167,7 @@ enum db_status records_key_rotation(struct db_conn *c, struct ledger_batch *b, c
     struct cpx_canon_writer w;
     cpx_canon_writer_init(&w);
     cpx_key_rotation_payload_write(&w, &p);
-    enum db_status st = append(c, b, CPX_KIND_KEY_ROTATION, &w, party, body_ok, seq);
+    enum db_status st = append(c, b, CPX_KIND_KEY_ROTATION, &w, req, body_ok, seq);
     cpx_canon_writer_free(&w);
     return st;
 }

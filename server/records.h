@@ -1,9 +1,9 @@
 /*
  * The ledger records of identity events, built from the server's state (docs/ledger.md §3):
  * registration, approval, rejection and key rotation, each appended to a ledger batch inside the
- * transaction that makes the change. A record a party originated carries its signed request
- * (records_party_of); one the exchange originated (the bootstrap operator, identities older than
- * the ledger) carries none.
+ * transaction that makes the change. A record a party originated carries its signed request (the
+ * request passed in); one the exchange originated (the bootstrap operator, identities older than
+ * the ledger; request NULL) carries none.
  */
 #ifndef CPX_SERVER_RECORDS_H
 #define CPX_SERVER_RECORDS_H
@@ -21,9 +21,6 @@ struct request;
 /* The ledger's role bits (enum cpx_role) for the server's (enum role), mapped by name. */
 unsigned records_ledger_roles(unsigned roles);
 
-/* Fills p with req's signed request as received (id, method, target, ts, body, sig). */
-void records_party_of(const struct request *req, struct cpx_party *p);
-
 /*
  * True when req's body is a canonical JSON object (docs/ledger.md §1), as the body of every
  * identity-family request must be. Otherwise answers 400 and returns false.
@@ -31,20 +28,20 @@ void records_party_of(const struct request *req, struct cpx_party *p);
 bool records_require_canonical_body(struct request *req);
 
 /*
- * Append the identity, approval/rejection and key_rotation records. party is the originating
- * request's party part or NULL (exchange-originated). For a party record the body must be part
- * of the payload (the body rule); when it is not, *body_ok is set false and nothing is appended
- * (the caller answers 400). *seq gets the record's seq.
+ * Append the identity, approval/rejection and key_rotation records. req is the originating
+ * party's request, or NULL for an exchange-originated record. For a party record the body must
+ * be part of the payload (the body rule); when it is not, *body_ok is set false and nothing is
+ * appended (the caller answers 400). *seq gets the record's seq.
  */
 enum db_status records_identity(struct db_conn *c, struct ledger_batch *b,
-                                const struct identity *idn, const struct cpx_party *party,
+                                const struct identity *idn, const struct request *req,
                                 bool *body_ok, uint64_t *seq);
 enum db_status records_decision(struct db_conn *c, struct ledger_batch *b, const char *subject,
                                 enum identity_status decision, const char *reason,
-                                const struct cpx_party *party, bool *body_ok, uint64_t *seq);
+                                const struct request *req, bool *body_ok, uint64_t *seq);
 enum db_status records_key_rotation(struct db_conn *c, struct ledger_batch *b, const char *id,
                                     const uint8_t old_key[CPX_ED25519_PK_LEN],
                                     const uint8_t new_key[CPX_ED25519_PK_LEN],
-                                    const struct cpx_party *party, bool *body_ok, uint64_t *seq);
+                                    const struct request *req, bool *body_ok, uint64_t *seq);
 
 #endif

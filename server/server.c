@@ -88,6 +88,7 @@ struct bootstrap {
     struct identity op;         /* the configured operator */
     bool have_op;               /* an operator key is configured */
     bool op_created;            /* ... and it was registered just now */
+    bool op_retired;            /* ... but a key rotation retired its key */
     uint64_t genesis;           /* identities written as genesis records */
     enum db_status st;          /* the first failure inside genesis_one */
     struct db_conn *conn;       /* the transaction's connection, for genesis_one */
@@ -123,6 +124,7 @@ static enum db_status bootstrap_tx(struct db_conn *c, void *arg)
     struct bootstrap *b = arg;
     ledger_batch_reset(&b->ledger);
     b->genesis = 0;
+    b->op_retired = false;
     b->st = DB_OK;
     b->conn = c;
     enum db_status st = ledger_batch_begin(c, &b->ledger);
@@ -130,8 +132,15 @@ static enum db_status bootstrap_tx(struct db_conn *c, void *arg)
         st = db_identity_all(c, genesis_one, b);
     if (st == DB_OK)
         st = b->st;
-    if (st == DB_OK && b->have_op)
-        st = db_identity_bootstrap(c, &b->op, &b->op_created);
+    if (st == DB_OK && b->have_op) {
+        st = db_retired_key_get(c, b->op.public_key);
+        if (st == DB_OK) {
+            b->op_retired = true; /* a key rotation replaced it: never accepted again */
+            return DB_NO_ROWS;
+        }
+        if (st == DB_NO_ROWS)
+            st = db_identity_bootstrap(c, &b->op, &b->op_created);
+    }
     if (st == DB_OK && b->op_created) {
         b->op.status = IDENTITY_APPROVED;
         st = record_identity(c, &b->ledger, &b->op);
@@ -157,6 +166,14 @@ static int load_operator(const char *path, struct bootstrap *b)
         return -1;
     }
     cpx_keypair_wipe(&kf.kp); /* only the public half is needed */
+    char derived[CPX_ID_MAX];
+    cpx_identity_id_for_key(kf.kp.pk, derived);
+    if (strcmp(derived, kf.identity) != 0) {
+        /* a rotated key acts for the identity of its first key; it cannot register anew */
+        log_info("operator key %s acts for %s after a key rotation; not registering it", path,
+                 kf.identity);
+        return 0;
+    }
     b->have_op = true;
     b->op.roles = ROLE_OPERATOR;
     snprintf(b->op.id, sizeof b->op.id, "%s", kf.identity);
@@ -180,9 +197,11 @@ static int bootstrap(struct server *srv)
         metrics_ledger_committed(srv->metrics, b.ledger.nrows, b.ledger.range.size, now_us());
     ledger_batch_free(&b.ledger);
     if (st != DB_OK) {
-        log_error("start-up records: %s", st == DB_CONFLICT && b.have_op
-                                              ? "the operator key belongs to another identity"
-                                              : "database error");
+        log_error("start-up records: %s",
+                  b.op_retired ? "the operator key was retired by a key rotation: configure the "
+                                 "operator's current key file"
+                  : st == DB_CONFLICT && b.have_op ? "the operator key belongs to another identity"
+                                                   : "database error");
         return -1;
     }
     if (b.genesis > 0)
@@ -210,6 +229,7 @@ int server_start(struct server *srv, const struct config *cfg)
     memset(srv, 0, sizeof *srv);
     srv->cfg = cfg;
     pthread_mutex_init(&srv->maint_mu, NULL);
+    pthread_mutex_init(&srv->ledger_mu, NULL);
     pthread_cond_init(&srv->maint_wake, NULL);
     log_set_level((enum log_level)log_level_parse(cfg->log_level));
 
@@ -269,5 +289,6 @@ void server_stop(struct server *srv)
     srv->db = NULL;
     ledger_signer_wipe(&srv->signer);
     pthread_mutex_destroy(&srv->maint_mu);
+    pthread_mutex_destroy(&srv->ledger_mu);
     pthread_cond_destroy(&srv->maint_wake);
 }

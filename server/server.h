@@ -18,6 +18,7 @@ struct server {
     struct metrics *metrics;     /* request counters and histograms */
     struct replay_cache *replay; /* signatures seen recently */
     struct ledger_signer signer; /* the exchange's checkpoint key and the ledger's origin */
+    pthread_mutex_t ledger_mu;   /* one ledger-appending transaction at a time in this process */
     struct MHD_Daemon *daemon;   /* the HTTPS listener */
     uint16_t port;               /* port actually bound */
     char *tls_cert_pem;          /* certificate text, alive while listening */

@@ -3,6 +3,7 @@
  */
 #include "server/txn.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +70,35 @@ static void request_hash(struct request *req, uint8_t out[32])
     free(head);
 }
 
+/*
+ * Authentication read the caller's key and status before the transaction began; a key rotation
+ * or a decision may have committed since. Read them again, share-locking the row until COMMIT,
+ * and refuse when the key that verified the signature is no longer the identity's, or when an
+ * approved caller is approved no more: a record must never carry a signature by a key not in
+ * force at its seq (the auditor's party_sig), nor act for an identity no longer approved.
+ */
+static enum db_status recheck_caller(struct db_conn *c, struct request *req, struct tx_reply *out)
+{
+    if (req->caller.id[0] == '\0') /* a registration: the key is the body's, checked there */
+        return DB_OK;
+    struct identity now;
+    enum db_status st = db_identity_lock(c, req->caller.id, &now);
+    if (st == DB_NO_ROWS)
+        return tx_fail(out, E_UNKNOWN_IDENTITY, NULL, "No identity has the id %s.", req->caller.id);
+    if (st != DB_OK)
+        return st;
+    if (memcmp(now.public_key, req->caller.public_key, sizeof now.public_key) != 0)
+        return tx_fail(out, E_BAD_SIGNATURE, NULL,
+                       "The key of %s was rotated while this request was in flight; sign it "
+                       "with the new key.",
+                       req->caller.id);
+    if (req->caller.status == IDENTITY_APPROVED && now.status != IDENTITY_APPROVED)
+        return tx_fail(out, E_NOT_APPROVED, NULL, "Identity %s is %s, not approved.",
+                       req->caller.id, identity_status_names[now.status]);
+    req->caller = now;
+    return DB_OK;
+}
+
 static enum db_status run_tx(struct db_conn *c, void *arg)
 {
     struct tx_state *s = arg;
@@ -88,6 +118,10 @@ static enum db_status run_tx(struct db_conn *c, void *arg)
     }
     if (st != DB_OK)
         return st;
+
+    st = recheck_caller(c, req, &s->out);
+    if (st != DB_OK || s->out.failed)
+        return st == DB_OK ? DB_NO_ROWS : st;
 
     if (s->idem_key != NULL) {
         uint8_t hash[32];
@@ -149,7 +183,12 @@ void handler_transact(struct request *req, handler_tx_fn fn, void *arg)
     if (s.idem_key != NULL)
         request_hash(req, s.idem_hash);
     ledger_batch_init(&s.ledger, &req->srv->signer);
+    /* Every such change appends to the ledger and so takes its head row: one at a time per
+     * process, or concurrent ones would only collide there and retry (other cpxd processes
+     * still can, and are retried). */
+    pthread_mutex_lock(&req->srv->ledger_mu);
     enum db_status st = db_transact(req->srv->db, DB_SERIALIZABLE, run_tx, &s);
+    pthread_mutex_unlock(&req->srv->ledger_mu);
     if (st == DB_OK)
         metrics_ledger_committed(req->srv->metrics, s.ledger.nrows, s.ledger.range.size, now_us());
     ledger_batch_free(&s.ledger);
@@ -159,7 +198,9 @@ void handler_transact(struct request *req, handler_tx_fn fn, void *arg)
         reply_json_text(req, s.replayed_status, s.replayed);
     else if (st == DB_OK)
         reply_json(req, s.out.status, json_incref(s.out.body));
-    else if (st == DB_UNAVAILABLE || st == DB_SOFT)
+    else if (st == DB_SOFT)
+        reply_error(req, E_BUSY, NULL, NULL);
+    else if (st == DB_UNAVAILABLE)
         reply_error(req, E_DATABASE_UNAVAILABLE, NULL, NULL);
     else
         reply_error(req, E_INTERNAL, NULL, NULL);

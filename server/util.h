@@ -36,8 +36,8 @@ char *read_file(const char *path, size_t max, size_t *len);
 
 /*
  * b[0..n) as UTF-8 text without NUL: unchanged when it is valid UTF-8 without NUL bytes, otherwise
- * with U+FFFD in place of each NUL and each byte that does not start a valid sequence. Returns a malloc'd NUL-terminated copy (*len bytes,
- * without the NUL), or NULL when out of memory.
+ * with U+FFFD in place of each NUL and each byte that does not start a valid sequence. Returns a
+ * malloc'd NUL-terminated copy (*len bytes, without the NUL), or NULL when out of memory.
  */
 char *utf8_repaired(const uint8_t *b, size_t n, size_t *len);
 

@@ -12,7 +12,7 @@ bool exchange_key_read(const char *who, const char *path, struct cpx_note_verifi
 {
     char fallback[4096];
     if (path == NULL || *path == '\0')
-        path = getenv("CPX_EXCHANGE_KEY");
+        path = getenv("CPX_EXCHANGE_VKEY");
     if (path == NULL || *path == '\0') {
         const char *var = getenv("CPX_VAR");
         snprintf(fallback, sizeof fallback, "%s/exchange.vkey", var && *var ? var : "var");

@@ -13,7 +13,7 @@
 #include "ledger/checkpoint.h"
 
 /*
- * Reads the verifier key file at path; NULL means CPX_EXCHANGE_KEY, else $CPX_VAR/exchange.vkey
+ * Reads the verifier key file at path; NULL means CPX_EXCHANGE_VKEY, else $CPX_VAR/exchange.vkey
  * (CPX_VAR defaulting to ./var). The file holds the key string, a trailing newline allowed.
  * Returns false after saying on stderr what is wrong (prefixed with `who`).
  */

@@ -38,7 +38,7 @@ static const struct cli_flag verify_flags[] = {
     { "url", true, "the exchange [CPX_URL, default https://127.0.0.1:8443]" },
     { "file", true, "an export file (GET /v1/ledger/export) instead; - reads standard input" },
     { "exchange-key", true,
-      "the exchange's verifier key file (name+keyid+base64) [CPX_EXCHANGE_KEY]" },
+      "the exchange's verifier key file (name+keyid+base64) [CPX_EXCHANGE_VKEY]" },
     { "state", true, "saved state: check only what is new since the last clean run" },
     { "report", true, "write the JSON report there (default: standard output)" },
     { "cacert", true, "CA certificate [CPX_CACERT, default var/tls/cert.pem when present]" },
@@ -105,7 +105,7 @@ static bool verify_options(const struct cli_flag *flags, const struct cli_args *
     opt->file = cli_get(flags, a, "file");
     opt->key_file = cli_get(flags, a, "exchange-key");
     if (opt->key_file == NULL || *opt->key_file == '\0')
-        opt->key_file = getenv("CPX_EXCHANGE_KEY"); /* no default: the one thing it trusts */
+        opt->key_file = getenv("CPX_EXCHANGE_VKEY"); /* no default: the one thing it trusts */
     opt->state_file = cli_get(flags, a, "state");
     opt->report_file = cli_get(flags, a, "report");
     opt->cacert = cli_get(flags, a, "cacert");
@@ -203,7 +203,7 @@ static void usage(FILE *out)
                 commands[i].name, commands[i].usage);
     fprintf(out,
             "\n`cpx-audit verify --help` lists the flags; docs/audit.md says what is checked.\n"
-            "environment: CPX_URL, CPX_CACERT (as for cpx), CPX_EXCHANGE_KEY\n");
+            "environment: CPX_URL, CPX_CACERT (as for cpx), CPX_EXCHANGE_VKEY\n");
 }
 
 static bool is_help(const char *arg)

@@ -288,9 +288,9 @@ static int cmd_key_rotate(struct ctx *c, const struct cli_flag *flags, const str
     snprintf(retired, sizeof retired, "%s.retired", key);
     if (access(next, F_OK) == 0) {
         fprintf(stderr,
-                "%s exists: an earlier rotation got no answer. If `cpx --key %s whoami` "
-                "works against the exchange, it went through: move %s to %s. Otherwise remove "
-                "%s and try again.\n",
+                "%s exists: an earlier rotation got no answer. If `cpx --key %s identity "
+                "show` works, the exchange took it: move %s to %s. If that answers "
+                "bad_signature, remove %s and try again.\n",
                 next, next, next, key, next);
         return 2;
     }
@@ -313,8 +313,13 @@ static int cmd_key_rotate(struct ctx *c, const struct cli_flag *flags, const str
         rc = cli_report(&r, ok, c->json);
         fprintf(stderr, "the new key is kept in %s until you know whether the rotation happened\n",
                 next);
+    } else if (r.status >= 500) {
+        /* the change may have committed with only its answer lost: keep the new key */
+        rc = cli_report(&r, ok, c->json);
+        fprintf(stderr, "the new key is kept in %s until you know whether the rotation happened\n",
+                next);
     } else if (r.status != 200) {
-        unlink(next);
+        unlink(next); /* refused: the old key stays in force */
         rc = cli_report(&r, ok, c->json);
     } else if (rename(key, retired) != 0 || rename(next, key) != 0) {
         fprintf(stderr, "rotated, but could not move %s into place (%s): move it yourself\n", next,
@@ -335,7 +340,7 @@ static int cmd_key_rotate(struct ctx *c, const struct cli_flag *flags, const str
 /* ---- the ledger ---------------------------------------------------------------------------- */
 
 static const struct cli_flag checkpoint_flags[] = {
-    { "exchange-key", true, "verifier key file (default: CPX_EXCHANGE_KEY or var/exchange.vkey)" },
+    { "exchange-key", true, "verifier key file (default: CPX_EXCHANGE_VKEY or var/exchange.vkey)" },
     { NULL, false, NULL },
 };
 
@@ -348,6 +353,15 @@ static int get_public(struct ctx *c, const char *target, struct client_reply *r)
     int rc = cli_report(r, ok, c->json);
     client_reply_free(r);
     return rc ? rc : 1;
+}
+
+/* Prints an answer as JSON with "verified" added: what this client checked itself. */
+static void print_verified(json_t *answer, bool good)
+{
+    json_object_set_new(answer, "verified", json_boolean(good));
+    char *text = json_dumps(answer, JSON_INDENT(2));
+    printf("%s\n", text ? text : "{}");
+    free(text);
 }
 
 /* Opens a checkpoint object's note with v; prints why not and returns false when it fails. */
@@ -376,13 +390,12 @@ static int cmd_ledger_checkpoint(struct ctx *c, const struct cli_flag *flags,
     struct cpx_checkpoint cp;
     bool good = check_checkpoint(r.json, &v, &cp);
     if (c->json) {
-        json_object_set_new(r.json, "verified", json_boolean(good));
-        char *text = json_dumps(r.json, JSON_INDENT(2));
-        printf("%s\n", text ? text : "{}");
-        free(text);
+        print_verified(r.json, good);
     } else if (good) {
         printf("size        %" PRIu64 "\n", cp.size);
-        printf("root        %s\n", json_string_value(json_object_get(r.json, "root")));
+        char root[CPX_B64_LEN(CPX_HASH_LEN) + 1];
+        cpx_b64_encode(cp.root, CPX_HASH_LEN, root);
+        printf("root        %s\n", root); /* the signed root, not the convenience copy */
         printf("created_at  %s\n", json_string_value(json_object_get(r.json, "created_at")));
         printf("verified    signed by %s\n", v.name);
     }
@@ -392,7 +405,7 @@ static int cmd_ledger_checkpoint(struct ctx *c, const struct cli_flag *flags,
 
 static const struct cli_flag receipt_flags[] = {
     { "size", true, "prove against the checkpoint of this size (default: the latest)" },
-    { "exchange-key", true, "verifier key file (default: CPX_EXCHANGE_KEY or var/exchange.vkey)" },
+    { "exchange-key", true, "verifier key file (default: CPX_EXCHANGE_VKEY or var/exchange.vkey)" },
     { NULL, false, NULL },
 };
 
@@ -425,8 +438,9 @@ static bool check_receipt(const json_t *rj, const struct cpx_note_verifier *v, u
 static int cmd_ledger_receipt(struct ctx *c, const struct cli_flag *flags, const struct cli_args *a)
 {
     char *end = NULL;
-    unsigned long long seq = a->nargs == 1 ? strtoull(a->args[0], &end, 10) : 0;
-    if (a->nargs != 1 || end == a->args[0] || *end != '\0') {
+    const char *arg = a->nargs == 1 ? a->args[0] : "";
+    unsigned long long seq = strtoull(arg, &end, 10);
+    if (a->nargs != 1 || *arg < '0' || *arg > '9' || *end != '\0' || strlen(arg) > 19) {
         fprintf(stderr, "usage: cpx ledger receipt SEQ [--size N] [--exchange-key FILE]\n");
         return 2;
     }
@@ -449,10 +463,7 @@ static int cmd_ledger_receipt(struct ctx *c, const struct cli_flag *flags, const
     struct cpx_checkpoint cp;
     bool good = check_receipt(r.json, &v, seq, &cp);
     if (c->json) {
-        json_object_set_new(r.json, "verified", json_boolean(good));
-        char *text = json_dumps(r.json, JSON_INDENT(2));
-        printf("%s\n", text ? text : "{}");
-        free(text);
+        print_verified(r.json, good);
     } else if (good) {
         printf("%s\n", json_string_value(json_object_get(r.json, "record")));
         printf("record %llu is in the ledger of %" PRIu64 " records whose checkpoint %s signed\n",

@@ -116,7 +116,7 @@ grep -q "an earlier rotation got no answer" "$work/out" || fail "a leftover .nex
 rm "$work/a.key.next"
 
 # The ledger: the latest checkpoint and a receipt, verified with the exchange's key.
-export CPX_EXCHANGE_KEY="$work/exchange.vkey"
+export CPX_EXCHANGE_VKEY="$work/exchange.vkey"
 expect 0 "$cpx" ledger checkpoint
 grep -q "^verified    signed by cli.test/ledger$" "$work/out" || fail "checkpoint: $(cat "$work/out")"
 expect 0 "$cpx" ledger receipt "$seq"
@@ -134,4 +134,17 @@ expect 1 "$cpx" ledger receipt 0 --exchange-key "$work/other.vkey"
 grep -q "does not verify" "$work/out" || fail "a receipt checked with another key: $(cat "$work/out")"
 expect 1 "$cpx" ledger checkpoint --exchange-key "$work/other.vkey"
 expect 2 "$cpx" ledger checkpoint --exchange-key "$work/op.key"
+
+# The operator rotates too; cpxd then refuses to start with the retired key as --operator-key.
+expect 0 "$cpx" --key "$work/op.key" key rotate
+kill -TERM "$pid"
+wait "$pid" || fail "cpxd did not stop cleanly"
+pid=
+expect 1 "$BIN/cpxd" --port 0 --log-level warn \
+    --database-url "postgresql:///$db?host=$CPX_TEST_PG_HOST&user=cpx" \
+    --tls-cert "$CPX_TEST_VAR/tls/cert.pem" --tls-key "$CPX_TEST_VAR/tls/key.pem" \
+    --operator-key "$work/op.key.retired" --exchange-key "$work/exchange.key" \
+    --ledger-origin cli.test/ledger
+grep -q "the operator key was retired by a key rotation" "$work/out" ||
+    fail "cpxd with a retired operator key: $(cat "$work/out")"
 echo "cli ok"

@@ -499,11 +499,11 @@ static void usage_and_file_errors(void **state)
     const char *no_key_file[] = { "verify", "--file", w->export, "--exchange-key", missing, NULL };
     assert_int_equal(audit_run_raw(&w->dir, no_key_file), 2);
     const char *no_key[] = { "verify", "--file", w->export, NULL };
-    unsetenv("CPX_EXCHANGE_KEY");
+    unsetenv("CPX_EXCHANGE_VKEY");
     assert_int_equal(audit_run_raw(&w->dir, no_key), 2);
-    setenv("CPX_EXCHANGE_KEY", w->dir.key, 1); /* the flag's stand-in */
+    setenv("CPX_EXCHANGE_VKEY", w->dir.key, 1); /* the flag's stand-in */
     assert_int_equal(audit_run_raw(&w->dir, no_key), 0);
-    unsetenv("CPX_EXCHANGE_KEY");
+    unsetenv("CPX_EXCHANGE_VKEY");
     const char *both[] = { "verify",         "--file",   w->export, "--url", "https://127.0.0.1:1",
                            "--exchange-key", w->dir.key, NULL };
     assert_int_equal(audit_run_raw(&w->dir, both), 2);

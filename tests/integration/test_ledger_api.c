@@ -11,10 +11,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <curl/curl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ledger/codec.h"
 #include "ledger/keyfile.h"
@@ -230,6 +234,26 @@ static void receipts_verify(void **state)
                 false),
            400, "invalid_query");
     expect(call(&anon, "GET", "/v1/ledger/records?after=abc", NULL, false), 400, "invalid_query");
+    /* the largest cursor: an empty last page, not an error */
+    struct client_reply last =
+        call(&anon, "GET", "/v1/ledger/records?after=9223372036854775807", NULL, false);
+    assert_int_equal(last.status, 200);
+    assert_int_equal(json_array_size(json_object_get(last.json, "items")), 0);
+    assert_true(json_is_null(json_object_get(last.json, "next")));
+    client_reply_free(&last);
+    /* a page that ends exactly at the end of the log is the last page */
+    snprintf(target, sizeof target, "/v1/ledger/records?limit=%" PRIu64, n);
+    last = call(&anon, "GET", target, NULL, false);
+    assert_int_equal(json_array_size(json_object_get(last.json, "items")), n);
+    assert_true(json_is_null(json_object_get(last.json, "next")));
+    client_reply_free(&last);
+    snprintf(target, sizeof target, "/v1/ledger/records?limit=%" PRIu64, n - 1);
+    last = call(&anon, "GET", target, NULL, false);
+    assert_int_equal(json_array_size(json_object_get(last.json, "items")), n - 1);
+    char want_next[24];
+    snprintf(want_next, sizeof want_next, "%" PRIu64, n - 2);
+    assert_string_equal(json_string_value(json_object_get(last.json, "next")), want_next);
+    client_reply_free(&last);
     expect(call(&anon, "GET", "/v1/ledger/records?limit=0", NULL, false), 400, "invalid_query");
     expect(call(&anon, "POST", "/v1/ledger/records", "{}", false), 405, "method_not_allowed");
     client_free(&anon);
@@ -350,6 +374,19 @@ static void key_rotation(void **state)
     snprintf(body, sizeof body, "{\"new_public_key\":\"%s\"}", pk);
     expect(call(&u, "POST", target, body, true), 403, "forbidden_role");
 
+    /* only an approved identity rotates: the ledger would not accept a pending one's key */
+    struct client pend;
+    char idp[CPX_ID_MAX];
+    test_identity(&srv, "pending-rho", "buyer", false, &pend, idp);
+    snprintf(target, sizeof target, "/v1/identities/%s/keys", idp);
+    cpx_public_key_encode(next.kp.pk, pk);
+    struct cpx_keyfile fresh;
+    cpx_keypair_generate(&fresh.kp);
+    cpx_public_key_encode(fresh.kp.pk, pk);
+    snprintf(body, sizeof body, "{\"new_public_key\":\"%s\"}", pk);
+    expect(call(&pend, "POST", target, body, true), 403, "not_approved");
+    client_free(&pend);
+
     /* the retired key cannot register a new identity either */
     struct client reuse = anon;
     reuse.key = old.key;
@@ -380,7 +417,18 @@ static void genesis_records(void **state)
     char ida[CPX_ID_MAX], idb[CPX_ID_MAX];
     test_identity(&g, "old-one", "buyer", true, &a, ida);
     test_identity(&g, "old-two", "provider", false, &b, idb);
+    struct client c3;
+    char idc[CPX_ID_MAX], sql[256];
+    test_identity(&g, "old-three", "buyer", false, &c3, idc);
+    client_free(&c3);
     assert_int_equal(test_server_stop(&g), 0);
+    /* rejected with a reason the old schema allowed (500 characters) but the ledger does not
+     * (500 bytes): recorded cut short on a character boundary */
+    snprintf(sql, sizeof sql,
+             "UPDATE identities SET status = 'rejected', decided_at = now(), "
+             "decision_reason = 'a' || repeat('é', 499) WHERE id = '%s'",
+             idc);
+    test_db_exec(g.db_url, sql);
     /* a database from before the ledger: identities, but no records */
     test_db_exec(g.db_url, "SET session_replication_role = replica; "
                            "DELETE FROM ledger_records; DELETE FROM ledger_nodes; "
@@ -392,8 +440,9 @@ static void genesis_records(void **state)
     struct cpx_note_verifier v;
     live_verifier(g.verifier_key, &v);
     assert_int_equal(live_audit(&l, &v, NULL, 0), 0);
-    /* operator, old-one, old-two registered; operator and old-one approved */
-    assert_int_equal(l.n, 5);
+    /* operator, old-one, old-two, old-three registered; operator and old-one approved,
+     * old-three rejected */
+    assert_int_equal(l.n, 7);
     for (size_t i = 0; i < l.n; i++)
         assert_null(strstr(l.rec[i], "\"party\"")); /* the exchange vouches for all of them */
     live_free(&l);
@@ -404,7 +453,7 @@ static void genesis_records(void **state)
     snprintf(target, sizeof target, "/v1/identities/%s/approve", idb);
     expect(call(&op, "POST", target, "{}", true), 200, "");
     live_download(&anon, &l);
-    assert_int_equal(l.n, 6);
+    assert_int_equal(l.n, 8);
     assert_int_equal(live_audit(&l, &v, NULL, 0), 0);
     live_free(&l);
     assert_int_equal(test_server_stop(&g), 0);
@@ -455,13 +504,125 @@ static void export_matches_api(void **state)
     client_free(&anon);
 }
 
+/* Sends GET with exactly this request target (bytes as given) and returns the status. */
+static long get_raw_target(const char *target, char *body, size_t cap)
+{
+    CURL *c = curl_easy_init();
+    char url[128], cacert[512];
+    snprintf(url, sizeof url, "%s/", srv.url);
+    snprintf(cacert, sizeof cacert, "%s/tls/cert.pem", getenv("CPX_TEST_VAR"));
+    FILE *out = fmemopen(body, cap, "w");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_REQUEST_TARGET, target);
+    curl_easy_setopt(c, CURLOPT_CAINFO, cacert);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    fclose(out);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    return status;
+}
+
+static void targets_must_be_ascii(void **state)
+{
+    (void)state;
+    /* a signature may cover any byte of a target, but a record keeps only visible ASCII */
+    const char *const bad[] = { "/v1/ledger/records?x=\xc3\xa9", "/v1/ledger/records?x=\x7f",
+                                "/v1/identities/\x01" };
+    static char body[256 * 1024];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(body, 0, sizeof body);
+        assert_int_equal(get_raw_target(bad[i], body, sizeof body - 1), 400);
+        assert_non_null(strstr(body, "invalid_target"));
+    }
+    memset(body, 0, sizeof body);
+    assert_int_equal(get_raw_target("/v1/ledger/records?limit=1&x=%C3%A9", body, sizeof body - 1), 200);
+}
+
+/* An operator approving in several threads while it rotates its own key. */
+struct approver {
+    struct client cl;
+    const char (*ids)[CPX_ID_MAX];
+    int from, to;
+    atomic_int *sent; /* approvals sent by all threads */
+};
+
+static void *approve_some(void *arg)
+{
+    struct approver *a = arg;
+    for (int i = a->from; i < a->to; i++) {
+        char target[128];
+        snprintf(target, sizeof target, "/v1/identities/%s/approve", a->ids[i]);
+        struct client_reply r;
+        if (client_call(&a->cl, "POST", target, "{}", true, NULL, &r))
+            client_reply_free(&r);
+        atomic_fetch_add(a->sent, 1);
+    }
+    return NULL;
+}
+
+static void rotation_races_signed_changes(void **state)
+{
+    (void)state;
+    enum { IDS = 64, THREADS = 4 };
+    struct test_server g;
+    test_server_start(&g, NULL, NULL);
+    struct client op, anon;
+    test_client(&g, &op, g.operator_key);
+    test_client(&g, &anon, NULL);
+    static char ids[IDS][CPX_ID_MAX];
+    for (int i = 0; i < IDS; i++) {
+        struct client cl;
+        char name[32];
+        snprintf(name, sizeof name, "race-%d", i);
+        test_identity(&g, name, "buyer", false, &cl, ids[i]);
+        client_free(&cl);
+    }
+    pthread_t t[THREADS];
+    struct approver a[THREADS];
+    atomic_int sent = 0;
+    for (int k = 0; k < THREADS; k++) {
+        test_client(&g, &a[k].cl, g.operator_key);
+        a[k].ids = (const char(*)[CPX_ID_MAX])ids;
+        a[k].from = k * IDS / THREADS;
+        a[k].to = (k + 1) * IDS / THREADS;
+        a[k].sent = &sent;
+        pthread_create(&t[k], NULL, approve_some, &a[k]);
+    }
+    /* rotate while approvals signed with the old key are in flight */
+    while (atomic_load(&sent) < IDS / 4)
+        usleep(200);
+    struct cpx_keyfile next;
+    assert_int_equal(rotate(&op, &next), 200);
+    for (int k = 0; k < THREADS; k++) {
+        pthread_join(t[k], NULL);
+        client_free(&a[k].cl);
+    }
+    /* whichever approvals won, none is recorded under a key no longer in force */
+    struct live_ledger l;
+    live_download(&anon, &l);
+    struct cpx_note_verifier v;
+    live_verifier(g.verifier_key, &v);
+    assert_int_equal(live_audit(&l, &v, NULL, 0), 0);
+    live_free(&l);
+    assert_int_equal(test_server_stop(&g), 0);
+    client_free(&op);
+    client_free(&anon);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(identity_events_audit), cmocka_unit_test(receipts_verify),
-        cmocka_unit_test(tables_append_only),    cmocka_unit_test(identity_bodies_canonical),
-        cmocka_unit_test(key_rotation),          cmocka_unit_test(genesis_records),
+        cmocka_unit_test(identity_events_audit),
+        cmocka_unit_test(receipts_verify),
+        cmocka_unit_test(tables_append_only),
+        cmocka_unit_test(identity_bodies_canonical),
+        cmocka_unit_test(key_rotation),
+        cmocka_unit_test(genesis_records),
         cmocka_unit_test(export_matches_api),
+        cmocka_unit_test(targets_must_be_ascii),
+        cmocka_unit_test(rotation_races_signed_changes),
     };
     return test_main(tests, sizeof tests / sizeof tests[0], setup, teardown);
 }
