@@ -51,10 +51,10 @@
  *
  * State. cpx_audit_state_write saves what a later run needs -- the ledger's origin, the records
  * checked so far, the compact range of the tree at that point, the last verified checkpoint, the
- * key table -- as canonical JSON (a state loads only into an auditor of the same origin); cpx_audit_state_load restores it into a fresh auditor, which then expects
- * records from where the last run stopped and checks the next checkpoint with a consistency proof
- * from the last verified one (cpx_audit_consistency), so a rewritten history is caught without
- * downloading it again.
+ * key table -- as canonical JSON (a state loads only into an auditor of the same origin);
+ * cpx_audit_state_load restores it into a fresh auditor, which then expects records from where the
+ * last run stopped and checks the next checkpoint with a consistency proof from the last verified
+ * one (cpx_audit_consistency), so a rewritten history is caught without downloading it again.
  */
 #ifndef CPX_LEDGER_AUDIT_H
 #define CPX_LEDGER_AUDIT_H

@@ -8,7 +8,7 @@
 
 #include "ledger/codec.h"
 
-#define ID_PREFIX "idn_"
+#define ID_PREFIX     "idn_"
 #define ID_HASH_BYTES 10 /* 80 bits: 16 base32 characters */
 #define KEYFILE_MAGIC "cpx-ed25519-key v1"
 
@@ -51,8 +51,8 @@ size_t cpx_keyfile_format(const struct cpx_keyfile *kf, char out[CPX_KEYFILE_MAX
     cpx_b64_encode(kf->kp.sk, sizeof kf->kp.sk, sk);
     int n;
     if (kf->identity[0] != '\0')
-        n = snprintf(out, CPX_KEYFILE_MAX, "%s\nidentity %s\npublic %s\nsecret %s\n",
-                     KEYFILE_MAGIC, kf->identity, pk, sk);
+        n = snprintf(out, CPX_KEYFILE_MAX, "%s\nidentity %s\npublic %s\nsecret %s\n", KEYFILE_MAGIC,
+                     kf->identity, pk, sk);
     else
         n = snprintf(out, CPX_KEYFILE_MAX, "%s\npublic %s\nsecret %s\n", KEYFILE_MAGIC, pk, sk);
     memset(sk, 0, sizeof sk);
@@ -60,8 +60,7 @@ size_t cpx_keyfile_format(const struct cpx_keyfile *kf, char out[CPX_KEYFILE_MAX
 }
 
 /* If line starts with "word ", points *value at the rest and returns true. */
-static bool line_is(const char *line, size_t n, const char *word, const char **value,
-                    size_t *vlen)
+static bool line_is(const char *line, size_t n, const char *word, const char **value, size_t *vlen)
 {
     size_t w = strlen(word);
     if (n <= w + 1 || memcmp(line, word, w) != 0 || line[w] != ' ')

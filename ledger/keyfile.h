@@ -29,8 +29,8 @@
 
 /* The contents of a key file. */
 struct cpx_keyfile {
-    struct cpx_keypair kp;      /* the key pair */
-    char identity[CPX_ID_MAX];  /* the identity this key acts for; "" when not recorded */
+    struct cpx_keypair kp;     /* the key pair */
+    char identity[CPX_ID_MAX]; /* the identity this key acts for; "" when not recorded */
 };
 
 /* Writes "idn_" and the derived id of public key pk into out (CPX_ID_MAX bytes). */
@@ -52,7 +52,8 @@ const char *cpx_keyfile_parse(const char *text, size_t len, struct cpx_keyfile *
 /* Writes the base64 form of a public key into out (CPX_B64_LEN(32) + 1 = 45 bytes). */
 void cpx_public_key_encode(const uint8_t pk[CPX_ED25519_PK_LEN], char out[45]);
 
-/* Decodes a base64 public key; returns false when it is not exactly 32 bytes of canonical base64. */
+/* Decodes a base64 public key; returns false when it is not exactly 32 bytes of canonical base64.
+ */
 bool cpx_public_key_decode(const char *text, size_t len, uint8_t pk[CPX_ED25519_PK_LEN]);
 
 #endif

@@ -112,8 +112,8 @@ void cpx_auth_format(const struct cpx_auth *auth, char out[CPX_AUTH_HEADER_MAX])
 {
     char sig[CPX_B64_LEN(CPX_ED25519_SIG_LEN) + 1];
     cpx_b64_encode(auth->sig, sizeof auth->sig, sig);
-    snprintf(out, CPX_AUTH_HEADER_MAX, "%s id=%s,ts=%" PRId64 ",sig=%s", CPX_AUTH_SCHEME,
-             auth->id, auth->ts, sig);
+    snprintf(out, CPX_AUTH_HEADER_MAX, "%s id=%s,ts=%" PRId64 ",sig=%s", CPX_AUTH_SCHEME, auth->id,
+             auth->ts, sig);
 }
 
 /* A method or target may not be empty, overlong, or hold the separator or a NUL. */
@@ -151,8 +151,8 @@ bool cpx_reqsig_sign(const struct cpx_keypair *kp, const char *method, const cha
     return true;
 }
 
-bool cpx_reqsig_verify(const uint8_t pk[CPX_ED25519_PK_LEN], const char *method,
-                       const char *target, int64_t ts, const void *body, size_t body_len,
+bool cpx_reqsig_verify(const uint8_t pk[CPX_ED25519_PK_LEN], const char *method, const char *target,
+                       int64_t ts, const void *body, size_t body_len,
                        const uint8_t sig[CPX_ED25519_SIG_LEN])
 {
     char msg[CPX_REQSIG_MESSAGE_MAX];

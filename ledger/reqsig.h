@@ -23,10 +23,10 @@
 
 #include "ledger/crypto.h"
 
-#define CPX_AUTH_SCHEME "CPX-Ed25519"
-#define CPX_ID_MAX 64             /* longest id of any kind, with its NUL */
-#define CPX_AUTH_HEADER_MAX 256   /* longest Authorization value cpx_auth_format writes */
-#define CPX_REQSIG_METHOD_MAX 16  /* longest method accepted in a signed string */
+#define CPX_AUTH_SCHEME       "CPX-Ed25519"
+#define CPX_ID_MAX            64   /* longest id of any kind, with its NUL */
+#define CPX_AUTH_HEADER_MAX   256  /* longest Authorization value cpx_auth_format writes */
+#define CPX_REQSIG_METHOD_MAX 16   /* longest method accepted in a signed string */
 #define CPX_REQSIG_TARGET_MAX 4096 /* longest request target accepted in a signed string */
 
 /* A parsed Authorization header. */
@@ -74,8 +74,8 @@ bool cpx_reqsig_sign(const struct cpx_keypair *kp, const char *method, const cha
                      int64_t ts, const void *body, size_t body_len, struct cpx_auth *auth);
 
 /* Returns true when sig is pk's signature of the request. */
-bool cpx_reqsig_verify(const uint8_t pk[CPX_ED25519_PK_LEN], const char *method,
-                       const char *target, int64_t ts, const void *body, size_t body_len,
+bool cpx_reqsig_verify(const uint8_t pk[CPX_ED25519_PK_LEN], const char *method, const char *target,
+                       int64_t ts, const void *body, size_t body_len,
                        const uint8_t sig[CPX_ED25519_SIG_LEN]);
 
 #endif

@@ -537,7 +537,8 @@ static void targets_must_be_ascii(void **state)
         assert_non_null(strstr(body, "invalid_target"));
     }
     memset(body, 0, sizeof body);
-    assert_int_equal(get_raw_target("/v1/ledger/records?limit=1&x=%C3%A9", body, sizeof body - 1), 200);
+    assert_int_equal(get_raw_target("/v1/ledger/records?limit=1&x=%C3%A9", body, sizeof body - 1),
+                     200);
 }
 
 /* An operator approving in several threads while it rotates its own key. */
