@@ -5,7 +5,7 @@
 #   make test       build, then unit, database, fuzz-replay and end-to-end tests on a throwaway cluster
 #   make SANITIZE=address,undefined test     the same with sanitizers (binaries in build/san-*/bin)
 #   make test T='e2e/*'                       only the tests whose names match the pattern
-#   make bench-matching | bench-ledger        benchmarks that print numbers
+#   make bench-matching | bench-ledger | bench-ledger-db    benchmarks that print numbers
 #   make fuzz FUZZ=<target> [FUZZ_SECONDS=60] run one libFuzzer target (clang)
 #
 # Layout of the build: objects under build/<variant>/, binaries in bin/ (or build/<variant>/bin
@@ -83,7 +83,8 @@ BENCH_BINS := $(patsubst bench/bench_%.c,$(BIN)/cpx-bench-%,$(BENCH_SRC))
 TEST_BINS := $(UNIT_BINS) $(DB_BINS) $(INTEG_BINS) $(FUZZ_REPLAY_BINS)
 
 # ---- top-level targets ---------------------------------------------------------------------
-.PHONY: all deps build build-tests run test test-unit bench-matching bench-ledger fuzz clean format \
+.PHONY: all deps build build-tests run test test-unit bench-matching bench-ledger bench-ledger-db \
+	fuzz clean format \
 	format-check
 
 all: deps
@@ -116,6 +117,11 @@ bench-matching: deps
 bench-ledger: deps
 	@$(MAKE) --no-print-directory $(BIN)/cpx-bench-ledger
 	$(BIN)/cpx-bench-ledger
+
+# The ledger on a real PostgreSQL: appends by batch size, then cpx-audit over a live cpxd.
+bench-ledger-db: deps
+	@$(MAKE) --no-print-directory build
+	@BIN='$(BIN)' scripts/bench-ledger-db.sh
 
 FUZZ ?=
 FUZZ_SECONDS ?= 60
@@ -179,8 +185,10 @@ $(BIN)/cpxd: $(B)/obj/server/main.o $(LIB_SERVER) $(LIB_MATCHING) $(LIB_LEDGER)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
 
+# A static pattern: only the tools' names, so bin/cpx-bench-* never falls to this rule.
 .SECONDEXPANSION:
-$(BIN)/%: $$(call obj,$$(wildcard clients/$$*/*.c)) $(LIB_CLIENT) $(LIB_LEDGER)
+$(addprefix $(BIN)/,$(TOOLS)): $(BIN)/%: $$(call obj,$$(wildcard clients/$$*/*.c)) $(LIB_CLIENT) \
+		$(LIB_LEDGER)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
 
