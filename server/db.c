@@ -261,6 +261,38 @@ enum db_status db_query(struct db_conn *c, const char *name, int nparams, const 
     return st;
 }
 
+#define COPY_CHUNK (1024 * 1024) /* bytes handed to libpq per PQputCopyData */
+
+enum db_status db_copy_in(struct db_conn *c, const char *what, const char *sql, const void *data,
+                          size_t len)
+{
+    PGresult *r = PQexec(c->pg, sql);
+    if (PQresultStatus(r) != PGRES_COPY_IN) {
+        enum db_status st = classify(c, r, what);
+        if (st == DB_OK) {
+            PQclear(r);
+            log_error("database: %s did not start a COPY", what);
+            st = DB_HARD;
+        }
+        return st;
+    }
+    PQclear(r);
+    bool sent = true;
+    for (size_t off = 0; sent && off < len; off += COPY_CHUNK) {
+        size_t n = len - off < COPY_CHUNK ? len - off : COPY_CHUNK;
+        sent = PQputCopyData(c->pg, (const char *)data + off, (int)n) == 1;
+    }
+    /* ending the copy reports the outcome; on a failed send end it with an error ourselves */
+    PQputCopyEnd(c->pg, sent ? NULL : "cpxd could not send the data");
+    PGresult *res = PQgetResult(c->pg);
+    enum db_status st = classify(c, res, what);
+    if (st == DB_OK)
+        PQclear(res);
+    for (PGresult *rest; (rest = PQgetResult(c->pg)) != NULL;)
+        PQclear(rest);
+    return st;
+}
+
 enum db_status db_command(struct db_conn *c, const char *name, int nparams,
                           const char *const *params, long *rows)
 {

@@ -82,6 +82,14 @@ enum db_status db_query(struct db_conn *c, const char *name, int nparams, const 
 enum db_status db_command(struct db_conn *c, const char *name, int nparams,
                           const char *const *params, long *rows);
 
+/*
+ * Runs `COPY ... FROM STDIN` (sql, a fixed statement of ours) and sends data as its input, in the
+ * format the statement names. The one kind of statement that cannot be prepared: it is used where
+ * a batch writes thousands of rows at once. `what` names it in logs.
+ */
+enum db_status db_copy_in(struct db_conn *c, const char *what, const char *sql, const void *data,
+                          size_t len);
+
 enum db_isolation { DB_READ_COMMITTED, DB_REPEATABLE_READ, DB_SERIALIZABLE };
 
 /* The body of a transaction. It may run several times (after DB_SOFT), so it must reset any

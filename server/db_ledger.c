@@ -6,16 +6,13 @@
  *   ledger_head_set         db_ledger_head_set
  *   ledger_size             db_ledger_size
  *   ledger_nodes_get        db_ledger_nodes_get
- *   ledger_records_insert   db_ledger_insert
- *   ledger_nodes_insert     db_ledger_insert
  *   ledger_checkpoint_*     db_ledger_checkpoint_insert, _get, _list
  *   ledger_records_list     db_ledger_record_list
  *   retired_key_*           db_retired_key_insert, db_retired_key_get
  *
- * A batch travels as parallel arrays (one statement for all records, one for all nodes, whatever
- * the batch size): array literals built here from integers, fixed words (kind names, identity
- * ids, which need no quoting) and hex; bytes go in as hex and come out of decode(). Nothing a
- * client wrote reaches SQL text: record bytes are hex, and kinds and ids are validated before.
+ * A batch's records and nodes go in with one binary COPY each, whatever the batch size (COPY is
+ * the one statement that cannot be prepared; its text is fixed here). Lookups by coordinates
+ * travel as array literals built from integers only. Nothing a client wrote reaches SQL text.
  */
 #include "server/db_ledger.h"
 
@@ -37,16 +34,6 @@ const struct db_statement db_ledger_statements[] = {
       "SELECT q.n, n.hash FROM unnest($1::smallint[], $2::bigint[]) WITH ORDINALITY "
       "AS q(level, idx, n) JOIN ledger_nodes n USING (level, idx)",
       2 },
-    { "ledger_records_insert",
-      "INSERT INTO ledger_records (seq, kind, ts_ms, party_id, record) "
-      "SELECT seq, kind, ts, party, decode(rec, 'hex') FROM "
-      "unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[]) "
-      "AS t(seq, kind, ts, party, rec)",
-      5 },
-    { "ledger_nodes_insert",
-      "INSERT INTO ledger_nodes (level, idx, hash) SELECT level, idx, decode(h, 'hex') "
-      "FROM unnest($1::smallint[], $2::bigint[], $3::text[]) AS t(level, idx, h)",
-      3 },
     { "ledger_checkpoint_insert",
       "INSERT INTO ledger_checkpoints (size, root, note, created_at) "
       "VALUES ($1, $2::bytea, $3, to_timestamp($4::double precision / 1000))",
@@ -155,56 +142,98 @@ enum db_status db_ledger_nodes_get(struct db_conn *c, const struct cpx_merkle_no
     return DB_OK;
 }
 
-/* Closes four array literals and runs the record insert. */
+/*
+ * PostgreSQL's binary COPY format: a header, then per row a field count and each field as a
+ * 32-bit length and its bytes (integers big-endian), then a trailer. No text to parse on either
+ * side, and record bytes travel as they are (no hex).
+ */
+static void copy_u16(struct strbuf *b, uint16_t v)
+{
+    uint8_t x[2] = { (uint8_t)(v >> 8), (uint8_t)v };
+    strbuf_add(b, x, 2);
+}
+
+static void copy_u32(struct strbuf *b, uint32_t v)
+{
+    uint8_t x[4] = { (uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v };
+    strbuf_add(b, x, 4);
+}
+
+static void copy_begin(struct strbuf *b)
+{
+    strbuf_add(b, "PGCOPY\n\377\r\n\0", 11);
+    copy_u32(b, 0); /* flags */
+    copy_u32(b, 0); /* header extension length */
+}
+
+static void copy_end(struct strbuf *b)
+{
+    copy_u16(b, 0xffff); /* -1: no more rows */
+}
+
+/* A field of len bytes (a NULL when data is NULL). */
+static void copy_field(struct strbuf *b, const void *data, size_t len)
+{
+    if (data == NULL) {
+        copy_u32(b, 0xffffffffu);
+        return;
+    }
+    copy_u32(b, (uint32_t)len);
+    strbuf_add(b, data, len);
+}
+
+static void copy_i64(struct strbuf *b, int64_t v)
+{
+    copy_u32(b, 8);
+    copy_u32(b, (uint32_t)((uint64_t)v >> 32));
+    copy_u32(b, (uint32_t)v);
+}
+
+static void copy_i16(struct strbuf *b, int16_t v)
+{
+    copy_u32(b, 2);
+    copy_u16(b, (uint16_t)v);
+}
+
 static enum db_status insert_records(struct db_conn *c, const struct db_ledger_row *rows, size_t n)
 {
-    struct strbuf seq = { 0 }, kind = { 0 }, ts = { 0 }, party = { 0 }, rec = { 0 };
+    struct strbuf b = { 0 };
+    copy_begin(&b);
     for (size_t i = 0; i < n; i++) {
-        char sep = i ? ',' : '{';
-        strbuf_addf(&seq, "%c%" PRIu64, sep, rows[i].seq);
-        strbuf_addf(&kind, "%c%s", sep, rows[i].kind);
-        strbuf_addf(&ts, "%c%" PRId64, sep, rows[i].ts_ms);
-        strbuf_addf(&party, "%c%s", sep, rows[i].party_id[0] ? rows[i].party_id : "NULL");
-        strbuf_add(&rec, &sep, 1);
-        strbuf_add_hex(&rec, rows[i].bytes, rows[i].len);
+        copy_u16(&b, 5);
+        copy_i64(&b, (int64_t)rows[i].seq);
+        copy_field(&b, rows[i].kind, strlen(rows[i].kind));
+        copy_i64(&b, rows[i].ts_ms);
+        copy_field(&b, rows[i].party_id[0] ? rows[i].party_id : NULL, strlen(rows[i].party_id));
+        copy_field(&b, rows[i].bytes, rows[i].len);
     }
-    struct strbuf *all[] = { &seq, &kind, &ts, &party, &rec };
-    bool ok = true;
-    for (size_t k = 0; k < 5; k++) {
-        strbuf_add(all[k], "}", 1);
-        ok = ok && !all[k]->failed;
-    }
-    enum db_status st = DB_HARD;
-    if (ok) {
-        const char *params[] = { seq.data, kind.data, ts.data, party.data, rec.data };
-        st = db_command(c, "ledger_records_insert", 5, params, NULL);
-    }
-    for (size_t k = 0; k < 5; k++)
-        strbuf_free(all[k]);
+    copy_end(&b);
+    enum db_status st = b.failed ? DB_HARD
+                                 : db_copy_in(c, "ledger_records_copy",
+                                              "COPY ledger_records (seq, kind, ts_ms, party_id, "
+                                              "record) FROM STDIN (FORMAT binary)",
+                                              b.data, b.len);
+    strbuf_free(&b);
     return st;
 }
 
 static enum db_status insert_nodes(struct db_conn *c, const struct cpx_merkle_node *nodes, size_t m)
 {
-    struct strbuf level = { 0 }, idx = { 0 }, hash = { 0 };
+    struct strbuf b = { 0 };
+    copy_begin(&b);
     for (size_t i = 0; i < m; i++) {
-        char sep = i ? ',' : '{';
-        strbuf_addf(&level, "%c%u", sep, nodes[i].level);
-        strbuf_addf(&idx, "%c%" PRIu64, sep, nodes[i].index);
-        strbuf_add(&hash, &sep, 1);
-        strbuf_add_hex(&hash, nodes[i].hash, CPX_HASH_LEN);
+        copy_u16(&b, 3);
+        copy_i16(&b, (int16_t)nodes[i].level);
+        copy_i64(&b, (int64_t)nodes[i].index);
+        copy_field(&b, nodes[i].hash, CPX_HASH_LEN);
     }
-    strbuf_add(&level, "}", 1);
-    strbuf_add(&idx, "}", 1);
-    strbuf_add(&hash, "}", 1);
-    enum db_status st = DB_HARD;
-    if (!level.failed && !idx.failed && !hash.failed) {
-        const char *params[] = { level.data, idx.data, hash.data };
-        st = db_command(c, "ledger_nodes_insert", 3, params, NULL);
-    }
-    strbuf_free(&level);
-    strbuf_free(&idx);
-    strbuf_free(&hash);
+    copy_end(&b);
+    enum db_status st =
+        b.failed ? DB_HARD
+                 : db_copy_in(c, "ledger_nodes_copy",
+                              "COPY ledger_nodes (level, idx, hash) FROM STDIN (FORMAT binary)",
+                              b.data, b.len);
+    strbuf_free(&b);
     return st;
 }
 
