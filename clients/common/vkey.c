@@ -30,6 +30,12 @@ bool exchange_key_read(const char *who, const char *path, struct cpx_note_verifi
     const char *why = failed             ? "cannot be read"
                       : n == sizeof text ? "too long for a verifier key"
                                          : NULL;
+    static const char keyfile_magic[] = "cpx-ed25519-key v1\n";
+    if (why == NULL && n >= sizeof keyfile_magic - 1 &&
+        memcmp(text, keyfile_magic, sizeof keyfile_magic - 1) == 0)
+        why = "this is a key file, not a verifier key. An auditor needs only the exchange's "
+              "verifier key (`cpxd --print-verifier-key`; make run writes it to "
+              "var/exchange.vkey, and the exchange publishes it at GET /v1/ledger/keys)";
     if (why == NULL) {
         if (n > 0 && text[n - 1] == '\n')
             n--;

@@ -134,6 +134,7 @@ expect 1 "$cpx" ledger receipt 0 --exchange-key "$work/other.vkey"
 grep -q "does not verify" "$work/out" || fail "a receipt checked with another key: $(cat "$work/out")"
 expect 1 "$cpx" ledger checkpoint --exchange-key "$work/other.vkey"
 expect 2 "$cpx" ledger checkpoint --exchange-key "$work/op.key"
+grep -q "this is a key file, not a verifier key" "$work/out" || fail "a key file as verifier key: $(cat "$work/out")"
 
 # The operator rotates too; cpxd then refuses to start with the retired key as --operator-key.
 expect 0 "$cpx" --key "$work/op.key" key rotate
