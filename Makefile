@@ -243,6 +243,18 @@ $(B)/tests/integration/test_audit%: $(B)/obj/tests/integration/test_audit%.o $(S
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL) -lcmocka
 
+# cpx-audit's export reader: the tool's own objects (all but its main) and what they link.
+AUDIT_TOOL_OBJ = $(call obj,$(filter-out clients/cpx-audit/main.c,$(wildcard clients/cpx-audit/*.c)))
+$(B)/fuzz-replay/fuzz_audit_export: $(B)/obj/tests/fuzz/fuzz_audit_export.o \
+		$(B)/obj/tests/fuzz/replay_main.o $(AUDIT_TOOL_OBJ) $(LIB_CLIENT) $(LIB_LEDGER)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+
+$(B)/fuzz/fuzz_audit_export: $(B)/obj/tests/fuzz/fuzz_audit_export.o $(AUDIT_TOOL_OBJ) \
+		$(LIB_CLIENT) $(LIB_LEDGER)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -fsanitize=fuzzer -o $@ $^ $(LIBS_ALL)
+
 $(BIN)/cpx-bench-ledger: $(B)/obj/bench/bench_ledger.o $(LIB_LEDGER)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
