@@ -4,7 +4,7 @@
 #   scripts/pg.sh start     create the cluster if needed, start it, print nothing
 #   scripts/pg.sh stop      stop it (fast shutdown), if running
 #   scripts/pg.sh url       print the URL cpxd uses (role cpx, database cpx)
-#   scripts/pg.sh admin-url print the superuser URL (role cpx_admin, database postgres)
+#   scripts/pg.sh admin-url [DB]  print the superuser URL (role cpx_admin, database DB or postgres)
 #   scripts/pg.sh destroy   stop it and delete its data
 #
 # The cluster belongs to the state folder $CPX_VAR (default ./var). initdb and postgres refuse to
@@ -66,7 +66,7 @@ if [ ${#SOCK} -gt 80 ]; then
 fi
 
 url() { echo "postgresql:///cpx?host=$SOCK&user=cpx"; }
-admin_url() { echo "postgresql:///postgres?host=$SOCK&user=cpx_admin"; }
+admin_url() { echo "postgresql:///${1:-postgres}?host=$SOCK&user=cpx_admin"; }
 
 running() {
     [ -f "$DATA/postmaster.pid" ] && $RUNAS "$PGBIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1
@@ -127,7 +127,7 @@ case "${1:-}" in
 start) start ;;
 stop) stop ;;
 url) url ;;
-admin-url) admin_url ;;
+admin-url) admin_url "${2:-postgres}" ;;
 status) running && echo running || echo stopped ;;
 destroy)
     stop

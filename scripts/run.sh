@@ -15,7 +15,9 @@ if [ -z "${CPX_DATABASE_URL:-}" ]; then
     scripts/pg.sh start
     own_cluster=1
     CPX_DATABASE_URL=$(scripts/pg.sh url)
-    export CPX_DATABASE_URL
+    # The administrator migrates and owns the schema; cpxd's role may only read and append.
+    CPX_ADMIN_DATABASE_URL=$(scripts/pg.sh admin-url cpx)
+    export CPX_DATABASE_URL CPX_ADMIN_DATABASE_URL
 fi
 scripts/tls.sh
 if [ ! -f "$CPX_VAR/operator.key" ]; then

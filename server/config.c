@@ -31,6 +31,8 @@ static const struct setting settings[] = {
       "write the bound port to this file once listening" },
     { "database-url", "CPX_DATABASE_URL", STR, S(database_url), NULL, 0, 0,
       "PostgreSQL connection URL (required)" },
+    { "admin-database-url", "CPX_ADMIN_DATABASE_URL", STR, S(admin_database_url), NULL, 0, 0,
+      "administrator's URL: migrates, owns the schema, grants the app role only what it needs" },
     { "tls-cert", "CPX_TLS_CERT", STR, S(tls_cert), "var/tls/cert.pem", 0, 0,
       "TLS certificate (PEM)" },
     { "tls-key", "CPX_TLS_KEY", STR, S(tls_key), "var/tls/key.pem", 0, 0, "TLS private key (PEM)" },
@@ -60,14 +62,14 @@ static void usage(FILE *out)
                  "variable;\nthe flag wins.\n\n");
     for (size_t i = 0; i < NSETTINGS; i++) {
         const struct setting *s = &settings[i];
-        fprintf(out, "  --%-14s %-18s %s", s->flag, s->env, s->help);
+        fprintf(out, "  --%-18s %-22s %s", s->flag, s->env, s->help);
         if (s->dflt != NULL)
             fprintf(out, " [%s]", s->dflt);
         fputc('\n', out);
     }
-    fprintf(out, "  --%-14s %-18s %s\n", "print-verifier-key", "",
+    fprintf(out, "  --%-18s %-22s %s\n", "print-verifier-key", "",
             "print the ledger's verifier key (for cpx-audit) and exit");
-    fprintf(out, "  --%-14s %-18s %s\n", "help", "", "print this and exit");
+    fprintf(out, "  --%-18s %-22s %s\n", "help", "", "print this and exit");
 }
 
 /* Stores text as setting s's value. Returns false after printing why it is invalid. */

@@ -10,21 +10,22 @@
 #include <stdint.h>
 
 struct config {
-    char *listen;        /* address to bind, e.g. 127.0.0.1 */
-    int64_t port;        /* TCP port; 0 picks a free one (see port_file) */
-    char *port_file;     /* when set, the bound port is written there once listening */
-    char *database_url;  /* libpq connection URL */
-    char *tls_cert;      /* PEM certificate chain file */
-    char *tls_key;       /* PEM private key file */
-    char *exchange_key;  /* key file of the exchange's checkpoint-signing key */
-    char *ledger_origin; /* the ledger's origin line and checkpoint key name */
-    char *operator_key;  /* key file (or public key file) of the bootstrap operator; may be NULL */
-    int64_t threads;     /* HTTP worker threads */
-    int64_t db_pool;     /* PostgreSQL connections */
-    int64_t max_body;    /* largest request body accepted, bytes */
-    int64_t clock_skew;  /* seconds a signed request's timestamp may differ from ours */
-    int64_t db_wait_ms;  /* how long a request waits for a free database connection */
-    char *log_level;     /* debug, info, warn or error */
+    char *listen;             /* address to bind, e.g. 127.0.0.1 */
+    int64_t port;             /* TCP port; 0 picks a free one (see port_file) */
+    char *port_file;          /* when set, the bound port is written there once listening */
+    char *database_url;       /* libpq connection URL */
+    char *admin_database_url; /* administrator's URL for migrations and grants; may be NULL */
+    char *tls_cert;           /* PEM certificate chain file */
+    char *tls_key;            /* PEM private key file */
+    char *exchange_key;       /* key file of the exchange's checkpoint-signing key */
+    char *ledger_origin;      /* the ledger's origin line and checkpoint key name */
+    char *operator_key; /* key file (or public key file) of the bootstrap operator; may be NULL */
+    int64_t threads;    /* HTTP worker threads */
+    int64_t db_pool;    /* PostgreSQL connections */
+    int64_t max_body;   /* largest request body accepted, bytes */
+    int64_t clock_skew; /* seconds a signed request's timestamp may differ from ours */
+    int64_t db_wait_ms; /* how long a request waits for a free database connection */
+    char *log_level;    /* debug, info, warn or error */
     bool print_verifier_key; /* --print-verifier-key: print it and exit */
 };
 

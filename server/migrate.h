@@ -26,4 +26,15 @@ extern const size_t cpx_migrations_count;
  */
 int migrate(PGconn *pg, const struct migration *list, size_t n, int *applied, char **err);
 
+/*
+ * Run on an administrator's connection (admin) after migrate: makes the administrator own the
+ * database, the public schema, every table and every function of it, and grants the application
+ * role app_role exactly what cpxd needs of each table (the app_grants table in migrate.c). Then
+ * the application role cannot alter, disable triggers on, or drop anything: the ledger's
+ * append-only triggers hold even against a compromised cpxd. A table the grants table does not
+ * name is refused (add it there with the privileges cpxd needs). All in one transaction.
+ * Returns 0, or -1 and a malloc'd *err.
+ */
+int migrate_grant(PGconn *admin, const char *app_role, char **err);
+
 #endif

@@ -56,7 +56,8 @@ static void *maintenance(void *arg)
 }
 
 /* Applies the built-in migrations; waits for the database for up to CONNECT_ATTEMPTS / 2 s. */
-static int apply_migrations(const char *url)
+/* Connects to url, retrying for a while (PostgreSQL may still be starting). */
+static PGconn *connect_retrying(const char *url)
 {
     PGconn *pg = PQconnectdb(url);
     for (int i = 1; i < CONNECT_ATTEMPTS && PQstatus(pg) != CONNECTION_OK; i++) {
@@ -64,21 +65,63 @@ static int apply_migrations(const char *url)
         usleep(500000);
         pg = PQconnectdb(url);
     }
-    int rc = -1;
     if (PQstatus(pg) != CONNECTION_OK) {
         log_error("database: cannot connect: %s", PQerrorMessage(pg));
-        goto done;
+        PQfinish(pg);
+        return NULL;
     }
-    int applied = 0;
-    char *err = NULL;
+    return pg;
+}
+
+/* The role a connection to url logs in as, into out (NAMEDATALEN bytes); false on error. */
+static bool role_of(const char *url, char out[64])
+{
+    PGconn *pg = connect_retrying(url);
+    PGresult *r = pg ? PQexec(pg, "SELECT current_user") : NULL;
+    bool ok = r != NULL && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+    if (ok)
+        snprintf(out, 64, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    PQfinish(pg);
+    return ok;
+}
+
+/*
+ * Brings the schema up to date. With an administrator's URL, the administrator migrates, owns
+ * everything and grants cpxd's own role only what it needs (migrate_grant): the append-only
+ * triggers then hold even against cpxd. Without one, cpxd's role migrates and owns the tables.
+ */
+static int apply_migrations(const struct config *cfg)
+{
+    const char *admin_url = cfg->admin_database_url;
+    PGconn *pg = connect_retrying(admin_url ? admin_url : cfg->database_url);
+    if (pg == NULL)
+        return -1;
+    int rc = -1, applied = 0;
+    char *err = NULL, app[64], admin[64];
     if (migrate(pg, cpx_migrations, cpx_migrations_count, &applied, &err) != 0) {
         log_error("schema: %s", err ? err : "migration failed");
-        free(err);
         goto done;
     }
     log_info("schema: %d migration(s) applied, %zu in all", applied, cpx_migrations_count);
+    if (admin_url == NULL) {
+        log_warn("schema: no --admin-database-url, so cpxd's own role owns the ledger tables and "
+                 "could disable their append-only triggers");
+    } else if (!role_of(cfg->database_url, app) || !role_of(admin_url, admin)) {
+        goto done;
+    } else if (strcmp(app, admin) == 0) {
+        log_warn("schema: --admin-database-url logs in as cpxd's own role %s: nothing to grant",
+                 app);
+    } else if (migrate_grant(pg, app, &err) != 0) {
+        log_error("schema: cannot hand the schema to %s and grant %s: %s", admin, app,
+                  err ? err : "failed");
+        goto done;
+    } else {
+        log_info("schema: owned by %s; %s may only read and append to the ledger", admin, app);
+    }
     rc = 0;
 done:
+    free(err);
     PQfinish(pg);
     return rc;
 }
@@ -241,7 +284,7 @@ int server_start(struct server *srv, const struct config *cfg)
     log_info("ledger %s, verifier key %s", srv->signer.origin, srv->signer.verifier_key);
 
     /* The schema first: the pool prepares its statements against it. */
-    if (apply_migrations(cfg->database_url) != 0)
+    if (apply_migrations(cfg) != 0)
         return -1;
     char *err = NULL;
     srv->db = db_pool_open(cfg->database_url, (size_t)cfg->db_pool, (int)cfg->db_wait_ms, &err);

@@ -612,6 +612,70 @@ static void rotation_races_signed_changes(void **state)
     client_free(&anon);
 }
 
+/* Runs sql as role cpx on url and asserts that PostgreSQL refuses it for lack of rights. */
+static void denied(const char *url, const char *sql)
+{
+    PGconn *db = test_db_connect(url);
+    PGresult *r = PQexec(db, sql);
+    if (PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK)
+        fail_msg("the application role was allowed: %s", sql);
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    if (state == NULL || strcmp(state, "42501") != 0) /* insufficient_privilege */
+        fail_msg("%s: %s, not a privilege error", sql, PQresultErrorMessage(r));
+    PQclear(r);
+    PQfinish(db);
+}
+
+static void admin_owns_the_schema(void **state)
+{
+    (void)state;
+    char url[512], admin[600];
+    test_db_create(url);
+    /* the same database as the superuser of the test cluster */
+    const char *user = strstr(url, "user=cpx");
+    assert_non_null(user);
+    snprintf(admin, sizeof admin, "%.*suser=cpx_admin%s", (int)(user - url), url,
+             user + strlen("user=cpx"));
+    const char *args[] = { "--admin-database-url", admin, NULL };
+    struct test_server g;
+    test_server_start(&g, url, args);
+    struct client a, anon;
+    char ida[CPX_ID_MAX];
+    test_identity(&g, "restricted", "buyer", true, &a, ida);
+    struct cpx_keyfile next;
+    assert_int_equal(rotate(&a, &next), 200);
+    test_client(&g, &anon, NULL);
+    struct live_ledger l;
+    live_download(&anon, &l);
+    struct cpx_note_verifier v;
+    live_verifier(g.verifier_key, &v);
+    assert_int_equal(live_audit(&l, &v, NULL, 0), 0);
+    assert_int_equal(l.n, 5);
+    live_free(&l);
+    /* cpxd's own role can no longer get round the triggers, nor drop what they guard */
+    denied(url, "ALTER TABLE ledger_records DISABLE TRIGGER ALL");
+    denied(url, "UPDATE ledger_records SET record = record");
+    denied(url, "DELETE FROM ledger_nodes");
+    denied(url, "DROP TABLE ledger_checkpoints");
+    denied(url, "CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger "
+                "LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$");
+    denied(url, "CREATE TABLE sneaky (x int)");
+    denied(url, "UPDATE retired_keys SET identity_id = identity_id");
+    /* and a restart (migrations and grants again) keeps working */
+    assert_int_equal(test_server_stop(&g), 0);
+    test_server_restart(&g, args);
+    struct client b, anon2;
+    char idb[CPX_ID_MAX];
+    test_identity(&g, "after-restart", "provider", true, &b, idb);
+    test_client(&g, &anon2, NULL);
+    assert_int_equal(ledger_size(&anon2), 7);
+    assert_int_equal(test_server_stop(&g), 0);
+    client_free(&a);
+    client_free(&b);
+    client_free(&anon);
+    client_free(&anon2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -624,6 +688,7 @@ int main(void)
         cmocka_unit_test(export_matches_api),
         cmocka_unit_test(targets_must_be_ascii),
         cmocka_unit_test(rotation_races_signed_changes),
+        cmocka_unit_test(admin_owns_the_schema),
     };
     return test_main(tests, sizeof tests / sizeof tests[0], setup, teardown);
 }
