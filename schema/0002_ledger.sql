@@ -47,7 +47,10 @@ COMMENT ON TABLE ledger_head IS
     'The ledger''s size and last record time; appenders lock this row to take the next seq.';
 INSERT INTO ledger_head (size, ts_ms) VALUES (0, 0);
 
-CREATE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+-- The trigger functions resolve names in pg_catalog only: a caller's search_path (with an
+-- operator of its own ahead of the real one) cannot change what they compute.
+CREATE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP
         USING ERRCODE = 'insufficient_privilege';
@@ -69,7 +72,8 @@ CREATE TRIGGER ledger_checkpoints_no_truncate BEFORE TRUNCATE ON ledger_checkpoi
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
 
 -- The head only moves forward.
-CREATE FUNCTION ledger_head_forward() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION ledger_head_forward() RETURNS trigger LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF TG_OP <> 'UPDATE' OR NEW.size < OLD.size OR NEW.ts_ms < OLD.ts_ms THEN
         RAISE EXCEPTION 'ledger_head only moves forward' USING ERRCODE = 'insufficient_privilege';

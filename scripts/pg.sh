@@ -105,9 +105,11 @@ start() {
             { tail -n 20 "$PGHOME/log" >&2; exit 1; }
     fi
     # The application role and database, created once.
+    # The application role: it logs in, and nothing more (databases are made by cpx_admin).
     if ! psql_admin -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'cpx'" | grep -q 1; then
-        psql_admin -c "CREATE ROLE cpx LOGIN CREATEDB" >/dev/null
+        psql_admin -c "CREATE ROLE cpx LOGIN" >/dev/null
     fi
+    psql_admin -c "ALTER ROLE cpx NOCREATEDB NOCREATEROLE" >/dev/null
     if ! psql_admin -tAc "SELECT 1 FROM pg_database WHERE datname = 'cpx'" | grep -q 1; then
         psql_admin -c "CREATE DATABASE cpx OWNER cpx" >/dev/null
     fi

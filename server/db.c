@@ -283,13 +283,23 @@ enum db_status db_copy_in(struct db_conn *c, const char *what, const char *sql, 
         sent = PQputCopyData(c->pg, (const char *)data + off, (int)n) == 1;
     }
     /* ending the copy reports the outcome; on a failed send end it with an error ourselves */
-    PQputCopyEnd(c->pg, sent ? NULL : "cpxd could not send the data");
+    if (PQputCopyEnd(c->pg, sent ? NULL : "cpxd could not send the data") != 1) {
+        log_warn("database: %s: cannot end the COPY: %s", what, PQerrorMessage(c->pg));
+        c->ready = false; /* still in copy mode: unusable, remade on next use */
+        return DB_UNAVAILABLE;
+    }
     PGresult *res = PQgetResult(c->pg);
     enum db_status st = classify(c, res, what);
     if (st == DB_OK)
         PQclear(res);
-    for (PGresult *rest; (rest = PQgetResult(c->pg)) != NULL;)
+    for (PGresult *rest; (rest = PQgetResult(c->pg)) != NULL;) {
+        bool stuck = PQresultStatus(rest) == PGRES_COPY_IN;
         PQclear(rest);
+        if (stuck) {
+            c->ready = false;
+            return DB_UNAVAILABLE;
+        }
+    }
     return st;
 }
 

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "ledger/codec.h"
+#include "server/log.h"
 #include "server/util.h"
 
 #define US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
@@ -208,6 +209,8 @@ static enum db_status insert_records(struct db_conn *c, const struct db_ledger_r
         copy_field(&b, rows[i].bytes, rows[i].len);
     }
     copy_end(&b);
+    if (b.failed)
+        log_error("ledger: out of memory building the COPY of %zu records", n);
     enum db_status st = b.failed ? DB_HARD
                                  : db_copy_in(c, "ledger_records_copy",
                                               "COPY ledger_records (seq, kind, ts_ms, party_id, "
@@ -228,6 +231,8 @@ static enum db_status insert_nodes(struct db_conn *c, const struct cpx_merkle_no
         copy_field(&b, nodes[i].hash, CPX_HASH_LEN);
     }
     copy_end(&b);
+    if (b.failed)
+        log_error("ledger: out of memory building the COPY of %zu nodes", m);
     enum db_status st =
         b.failed ? DB_HARD
                  : db_copy_in(c, "ledger_nodes_copy",

@@ -54,6 +54,8 @@ int migrate(PGconn *pg, const struct migration *list, size_t n, int *applied, ch
     PGresult *r = NULL;
     if (!exec(pg, "BEGIN", 0, NULL, err) ||
         !exec(pg, "SET LOCAL client_min_messages TO warning", 0, NULL, err) ||
+        !exec(pg, "SET LOCAL search_path = public", 0, NULL, err) ||
+        !exec(pg, "SET LOCAL lock_timeout = '10s'", 0, NULL, err) ||
         !exec(pg, "SELECT pg_advisory_xact_lock(" MIGRATION_LOCK ")", 0, NULL, err) ||
         !exec(pg,
               "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -135,6 +137,21 @@ static const struct {
 };
 #define N_APP_GRANTS (sizeof app_grants / sizeof app_grants[0])
 
+/* Every table privilege there is, in the order the check query below asks for them. */
+static const char *const all_privileges[] = { "SELECT",   "INSERT",     "UPDATE", "DELETE",
+                                              "TRUNCATE", "REFERENCES", "TRIGGER" };
+#define N_PRIVILEGES (sizeof all_privileges / sizeof all_privileges[0])
+
+/* Sets *err to a formatted message. */
+__attribute__((format(printf, 2, 3))) static void fail_with(char **err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(err, fmt, ap) < 0)
+        *err = NULL;
+    va_end(ap);
+}
+
 /* Runs the statement printf(fmt, ...) (identifiers already quoted); false and *err on failure. */
 __attribute__((format(printf, 3, 4))) static bool execf(PGconn *pg, char **err, const char *fmt,
                                                         ...)
@@ -162,49 +179,105 @@ static const char *grants_of(const char *table)
     return NULL;
 }
 
-/* Takes ownership of every table of the public schema and grants the app its privileges. */
-static bool grant_tables(PGconn *pg, const char *app, char **err)
+/*
+ * Refuses an application role that could rewrite the ledger whatever it is granted: a superuser,
+ * one that bypasses row security, or a member of the administrator's role.
+ */
+static bool app_role_plain(PGconn *pg, const char *app_role, char **err)
 {
+    const char *params[] = { app_role };
     PGresult *r = run(pg,
-                      "SELECT quote_ident(c.relname), c.relname FROM pg_class c "
-                      "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                      "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY 2",
-                      0, NULL, err);
+                      "SELECT rolsuper OR rolbypassrls OR pg_has_role($1, current_user, 'MEMBER') "
+                      "FROM pg_roles WHERE rolname = $1",
+                      1, params, err);
+    if (r == NULL)
+        return false;
+    bool plain = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "f") == 0;
+    PQclear(r);
+    if (!plain)
+        fail_with(err,
+                  "the application role %s is a superuser, bypasses row security or is a member "
+                  "of the administrator's role: it could rewrite the ledger",
+                  app_role);
+    return plain;
+}
+
+/*
+ * Is everything already as migrate_grant makes it? The app owns nothing here, cannot create in
+ * the database or the schema, and holds exactly its privileges on tables the administrator owns.
+ * Refuses (false, *err) a relation app_grants does not name. Read-only: takes no table locks.
+ */
+static bool grants_in_place(PGconn *pg, const char *app_role, bool *done, char **err)
+{
+    const char *params[] = { app_role };
+    PGresult *r = run(pg,
+                      "SELECT (SELECT count(*) FROM pg_shdepend d WHERE d.deptype = 'o' "
+                      "  AND d.refobjid = (SELECT oid FROM pg_roles WHERE rolname = $1) "
+                      "  AND d.dbid IN (0, (SELECT oid FROM pg_database "
+                      "                     WHERE datname = current_database()))) = 0 "
+                      "AND NOT has_database_privilege($1, current_database(), 'CREATE') "
+                      "AND NOT has_schema_privilege($1, 'public', 'CREATE')",
+                      1, params, err);
+    if (r == NULL)
+        return false;
+    *done = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    r = run(pg,
+            "SELECT c.relname, c.relkind, c.relowner = (SELECT oid FROM pg_roles "
+            "                                          WHERE rolname = current_user), "
+            "has_table_privilege($1, c.oid, 'SELECT'), has_table_privilege($1, c.oid, 'INSERT'), "
+            "has_table_privilege($1, c.oid, 'UPDATE'), has_table_privilege($1, c.oid, 'DELETE'), "
+            "has_table_privilege($1, c.oid, 'TRUNCATE'), "
+            "has_table_privilege($1, c.oid, 'REFERENCES'), "
+            "has_table_privilege($1, c.oid, 'TRIGGER') "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND c.relkind NOT IN ('i', 'I', 't', 'c') ORDER BY 1",
+            1, params, err);
     if (r == NULL)
         return false;
     bool ok = true;
     for (int i = 0; ok && i < PQntuples(r); i++) {
-        const char *quoted = PQgetvalue(r, i, 0), *privileges = grants_of(PQgetvalue(r, i, 1));
-        if (privileges == NULL) {
-            if (asprintf(err,
-                         "table %s has no privileges for the application role: name it in "
-                         "app_grants (server/migrate.c)",
-                         PQgetvalue(r, i, 1)) < 0)
-                *err = NULL;
+        const char *name = PQgetvalue(r, i, 0), *privileges = grants_of(name);
+        if (privileges == NULL || strcmp(PQgetvalue(r, i, 1), "r") != 0) {
+            fail_with(err,
+                      "relation %s has no privileges for the application role: name it in "
+                      "app_grants (server/migrate.c; only tables are supported)",
+                      name);
             ok = false;
             break;
         }
-        ok = execf(pg, err, "ALTER TABLE %s OWNER TO CURRENT_USER", quoted) &&
-             execf(pg, err, "REVOKE ALL ON %s FROM %s", quoted, app) &&
-             execf(pg, err, "GRANT %s ON %s TO %s", privileges, quoted, app);
+        if (strcmp(PQgetvalue(r, i, 2), "t") != 0)
+            *done = false;
+        for (size_t k = 0; k < N_PRIVILEGES; k++) {
+            bool want = strstr(privileges, all_privileges[k]) != NULL;
+            bool has = strcmp(PQgetvalue(r, i, 3 + (int)k), "t") == 0;
+            if (want != has)
+                *done = false;
+        }
     }
     PQclear(r);
     return ok;
 }
 
-/* Takes ownership of every function of the public schema (the ledger's triggers among them). */
-static bool own_functions(PGconn *pg, char **err)
+/* Hands everything to the administrator and grants the app exactly app_grants. */
+static bool hand_over(PGconn *pg, const char *app, char **err)
 {
-    PGresult *r = run(pg,
-                      "SELECT p.oid::regprocedure FROM pg_proc p "
-                      "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'",
-                      0, NULL, err);
-    if (r == NULL)
+    PGresult *db = run(pg, "SELECT quote_ident(current_database())", 0, NULL, err);
+    if (db == NULL)
         return false;
-    bool ok = true;
-    for (int i = 0; ok && i < PQntuples(r); i++)
-        ok = execf(pg, err, "ALTER FUNCTION %s OWNER TO CURRENT_USER", PQgetvalue(r, i, 0));
-    PQclear(r);
+    bool ok =
+        execf(pg, err, "REASSIGN OWNED BY %s TO CURRENT_USER", app) &&
+        execf(pg, err, "ALTER DATABASE %s OWNER TO CURRENT_USER", PQgetvalue(db, 0, 0)) &&
+        execf(pg, err, "REVOKE CREATE ON DATABASE %s FROM PUBLIC, %s", PQgetvalue(db, 0, 0), app) &&
+        exec(pg, "ALTER SCHEMA public OWNER TO CURRENT_USER", 0, NULL, err) &&
+        execf(pg, err, "REVOKE CREATE ON SCHEMA public FROM PUBLIC, %s", app) &&
+        execf(pg, err, "GRANT USAGE ON SCHEMA public TO %s", app);
+    PQclear(db);
+    for (size_t i = 0; ok && i < N_APP_GRANTS; i++)
+        ok = execf(pg, err, "ALTER TABLE public.%s OWNER TO CURRENT_USER", app_grants[i].table) &&
+             execf(pg, err, "REVOKE ALL ON public.%s FROM %s", app_grants[i].table, app) &&
+             execf(pg, err, "GRANT %s ON public.%s TO %s", app_grants[i].privileges,
+                   app_grants[i].table, app);
     return ok;
 }
 
@@ -212,23 +285,28 @@ int migrate_grant(PGconn *admin, const char *app_role, char **err)
 {
     *err = NULL;
     char *app = PQescapeIdentifier(admin, app_role, strlen(app_role));
-    PGresult *db = NULL;
-    bool ok = app != NULL && exec(admin, "BEGIN", 0, NULL, err) &&
+    if (app == NULL) {
+        *err = strdup("cannot quote the application role's name");
+        return -1;
+    }
+    bool done = false;
+    bool ok = exec(admin, "BEGIN", 0, NULL, err) &&
+              exec(admin, "SET LOCAL search_path = public", 0, NULL, err) &&
+              exec(admin, "SET LOCAL lock_timeout = '10s'", 0, NULL, err) &&
               exec(admin, "SELECT pg_advisory_xact_lock(" MIGRATION_LOCK ")", 0, NULL, err) &&
-              (db = run(admin, "SELECT quote_ident(current_database())", 0, NULL, err)) != NULL &&
-              execf(admin, err, "ALTER DATABASE %s OWNER TO CURRENT_USER", PQgetvalue(db, 0, 0)) &&
-              exec(admin, "ALTER SCHEMA public OWNER TO CURRENT_USER", 0, NULL, err) &&
-              exec(admin, "REVOKE CREATE ON SCHEMA public FROM PUBLIC", 0, NULL, err) &&
-              execf(admin, err, "GRANT USAGE ON SCHEMA public TO %s", app) &&
-              grant_tables(admin, app, err) && own_functions(admin, err) &&
-              exec(admin, "COMMIT", 0, NULL, err);
+              app_role_plain(admin, app_role, err) && grants_in_place(admin, app_role, &done, err);
+    /* Ownership changes lock tables: only when something is not yet as it must be. */
+    if (ok && !done)
+        ok = hand_over(admin, app, err) && grants_in_place(admin, app_role, &done, err);
+    if (ok && !done) {
+        fail_with(err, "%s still owns objects or holds privileges beyond app_grants", app_role);
+        ok = false;
+    }
+    ok = ok && exec(admin, "COMMIT", 0, NULL, err);
     if (!ok) {
-        if (app == NULL && *err == NULL)
-            *err = strdup("cannot quote the application role's name");
         PGresult *rb = PQexec(admin, "ROLLBACK");
         PQclear(rb);
     }
-    PQclear(db);
     PQfreemem(app);
     return ok ? 0 : -1;
 }

@@ -55,8 +55,7 @@ static void *maintenance(void *arg)
     return NULL;
 }
 
-/* Applies the built-in migrations; waits for the database for up to CONNECT_ATTEMPTS / 2 s. */
-/* Connects to url, retrying for a while (PostgreSQL may still be starting). */
+/* Connects to url, retrying for up to CONNECT_ATTEMPTS / 2 s (PostgreSQL may be starting). */
 static PGconn *connect_retrying(const char *url)
 {
     PGconn *pg = PQconnectdb(url);
@@ -73,17 +72,69 @@ static PGconn *connect_retrying(const char *url)
     return pg;
 }
 
-/* The role a connection to url logs in as, into out (NAMEDATALEN bytes); false on error. */
-static bool role_of(const char *url, char out[64])
+/* Who a connection is: its role, and which database (name and server port) it reached. */
+struct whoami {
+    char role[64];
+    char database[64];
+    char port[16];
+};
+
+static bool who(PGconn *pg, struct whoami *out)
 {
-    PGconn *pg = connect_retrying(url);
-    PGresult *r = pg ? PQexec(pg, "SELECT current_user") : NULL;
-    bool ok = r != NULL && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
-    if (ok)
-        snprintf(out, 64, "%s", PQgetvalue(r, 0, 0));
+    PGresult *r = PQexec(pg, "SELECT current_user, current_database(), "
+                             "coalesce(inet_server_port()::text, '')");
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+    if (ok) {
+        snprintf(out->role, sizeof out->role, "%s", PQgetvalue(r, 0, 0));
+        snprintf(out->database, sizeof out->database, "%s", PQgetvalue(r, 0, 1));
+        snprintf(out->port, sizeof out->port, "%s", PQgetvalue(r, 0, 2));
+    } else {
+        log_error("database: cannot tell who a connection is: %s", PQerrorMessage(pg));
+    }
     PQclear(r);
-    PQfinish(pg);
     return ok;
+}
+
+/*
+ * With an administrator's URL: who cpxd's own role and the administrator are, once it is sure
+ * that both reach the same database (before anything is migrated there). 1: the same role.
+ */
+static int same_database(PGconn *admin, const struct config *cfg, struct whoami *a,
+                         struct whoami *app)
+{
+    PGconn *pg = connect_retrying(cfg->database_url);
+    bool known = pg != NULL && who(pg, app) && who(admin, a);
+    PQfinish(pg);
+    if (!known)
+        return -1;
+    if (strcmp(a->database, app->database) != 0 || strcmp(a->port, app->port) != 0) {
+        log_error("schema: --admin-database-url reaches database %s, but --database-url reaches "
+                  "%s: they must name the same database",
+                  a->database, app->database);
+        return -1;
+    }
+    if (strcmp(a->role, app->role) == 0) {
+        log_warn("schema: --admin-database-url logs in as cpxd's own role %s: nothing to grant",
+                 app->role);
+        return 1;
+    }
+    return 0;
+}
+
+/* Hands the schema to the administrator and grants cpxd's role only what it needs. */
+static int restrict_app_role(PGconn *admin, const struct whoami *a, const struct whoami *app)
+{
+    char *err = NULL;
+    if (migrate_grant(admin, app->role, &err) != 0) {
+        log_error("schema: the administrator %s (--admin-database-url) cannot take the schema "
+                  "and grant %s only what it needs: %s (the administrator must be a superuser, "
+                  "or own the database and be a member of %s)",
+                  a->role, app->role, err ? err : "failed", app->role);
+        free(err);
+        return -1;
+    }
+    log_info("schema: owned by %s; %s may only read and append to the ledger", a->role, app->role);
+    return 0;
 }
 
 /*
@@ -97,31 +148,22 @@ static int apply_migrations(const struct config *cfg)
     PGconn *pg = connect_retrying(admin_url ? admin_url : cfg->database_url);
     if (pg == NULL)
         return -1;
+    struct whoami a, app;
+    int same_role = admin_url ? same_database(pg, cfg, &a, &app) : 1;
     int rc = -1, applied = 0;
-    char *err = NULL, app[64], admin[64];
-    if (migrate(pg, cpx_migrations, cpx_migrations_count, &applied, &err) != 0) {
+    char *err = NULL;
+    if (same_role < 0) {
+        /* logged */
+    } else if (migrate(pg, cpx_migrations, cpx_migrations_count, &applied, &err) != 0) {
         log_error("schema: %s", err ? err : "migration failed");
-        goto done;
-    }
-    log_info("schema: %d migration(s) applied, %zu in all", applied, cpx_migrations_count);
-    if (admin_url == NULL) {
-        log_warn("schema: no --admin-database-url, so cpxd's own role owns the ledger tables and "
-                 "could disable their append-only triggers");
-    } else if (!role_of(cfg->database_url, app) || !role_of(admin_url, admin)) {
-        goto done;
-    } else if (strcmp(app, admin) == 0) {
-        log_warn("schema: --admin-database-url logs in as cpxd's own role %s: nothing to grant",
-                 app);
-    } else if (migrate_grant(pg, app, &err) != 0) {
-        log_error("schema: cannot hand the schema to %s and grant %s: %s", admin, app,
-                  err ? err : "failed");
-        goto done;
+        free(err);
     } else {
-        log_info("schema: owned by %s; %s may only read and append to the ledger", admin, app);
+        log_info("schema: %d migration(s) applied, %zu in all", applied, cpx_migrations_count);
+        if (admin_url == NULL)
+            log_warn("schema: no --admin-database-url, so cpxd's own role owns the ledger "
+                     "tables and could disable their append-only triggers");
+        rc = same_role == 0 ? restrict_app_role(pg, &a, &app) : 0;
     }
-    rc = 0;
-done:
-    free(err);
     PQfinish(pg);
     return rc;
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ledger/crypto.h"
 #include "server/db_identities.h"
@@ -185,8 +186,18 @@ void handler_transact(struct request *req, handler_tx_fn fn, void *arg)
     ledger_batch_init(&s.ledger, &req->srv->signer);
     /* Every such change appends to the ledger and so takes its head row: one at a time per
      * process, or concurrent ones would only collide there and retry (other cpxd processes
-     * still can, and are retried). */
-    pthread_mutex_lock(&req->srv->ledger_mu);
+     * still can, and are retried). A request waits for its turn no longer than it would wait
+     * for a database connection: then it is answered 503 busy. */
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    int64_t ns = deadline.tv_nsec + req->srv->cfg->db_wait_ms * 1000000;
+    deadline.tv_sec += (time_t)(ns / 1000000000);
+    deadline.tv_nsec = (long)(ns % 1000000000);
+    if (pthread_mutex_timedlock(&req->srv->ledger_mu, &deadline) != 0) {
+        ledger_batch_free(&s.ledger);
+        reply_error(req, E_BUSY, NULL, NULL);
+        return;
+    }
     enum db_status st = db_transact(req->srv->db, DB_SERIALIZABLE, run_tx, &s);
     pthread_mutex_unlock(&req->srv->ledger_mu);
     if (st == DB_OK)

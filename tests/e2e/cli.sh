@@ -148,4 +148,15 @@ expect 1 "$BIN/cpxd" --port 0 --log-level warn \
     --ledger-origin cli.test/ledger
 grep -q "the operator key was retired by a key rotation" "$work/out" ||
     fail "cpxd with a retired operator key: $(cat "$work/out")"
+
+# An administrator's URL must reach the same database as cpxd's own.
+expect 1 "$BIN/cpxd" --port 0 --log-level warn \
+    --database-url "postgresql:///$db?host=$CPX_TEST_PG_HOST&user=cpx" \
+    --admin-database-url "$admin" \
+    --tls-cert "$CPX_TEST_VAR/tls/cert.pem" --tls-key "$CPX_TEST_VAR/tls/key.pem" \
+    --exchange-key "$work/exchange.key" --ledger-origin cli.test/ledger
+grep -q "they must name the same database" "$work/out" ||
+    fail "cpxd with another database's admin URL: $(cat "$work/out")"
+[ "$(psql -X -tA "$admin" -c "SELECT count(*) FROM pg_tables WHERE tablename = 'ledger_head'")" = 0 ] ||
+    fail "cpxd migrated the administrator's other database"
 echo "cli ok"

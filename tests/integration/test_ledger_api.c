@@ -636,12 +636,26 @@ static void admin_owns_the_schema(void **state)
     assert_non_null(user);
     snprintf(admin, sizeof admin, "%.*suser=cpx_admin%s", (int)(user - url), url,
              user + strlen("user=cpx"));
-    const char *args[] = { "--admin-database-url", admin, NULL };
+    /* first as before this mode existed: cpxd's role owns it all, and plants a schema of its own */
     struct test_server g;
-    test_server_start(&g, url, args);
+    test_server_start(&g, url, NULL);
     struct client a, anon;
     char ida[CPX_ID_MAX];
     test_identity(&g, "restricted", "buyer", true, &a, ida);
+    assert_int_equal(test_server_stop(&g), 0);
+    PGconn *app = test_db_connect(url);
+    PGresult *r = PQexec(app, "CREATE SCHEMA evil; CREATE FUNCTION evil.f() RETURNS int "
+                              "LANGUAGE sql AS 'SELECT 1'");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(app);
+    /* then with an administrator: everything changes hands */
+    const char *args[] = { "--admin-database-url", admin, NULL };
+    test_server_restart(&g, args);
+    char key[600];
+    snprintf(key, sizeof key, "%s/restricted.key", g.dir);
+    client_free(&a);
+    test_client(&g, &a, key); /* the restarted cpxd listens on another port */
     struct cpx_keyfile next;
     assert_int_equal(rotate(&a, &next), 200);
     test_client(&g, &anon, NULL);
@@ -661,7 +675,11 @@ static void admin_owns_the_schema(void **state)
                 "LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$");
     denied(url, "CREATE TABLE sneaky (x int)");
     denied(url, "UPDATE retired_keys SET identity_id = identity_id");
-    /* and a restart (migrations and grants again) keeps working */
+    denied(url, "CREATE SCHEMA evil2");
+    denied(url, "CREATE FUNCTION evil.g() RETURNS int LANGUAGE sql AS 'SELECT 2'");
+    denied(url, "CREATE OR REPLACE FUNCTION evil.f() RETURNS int LANGUAGE sql AS 'SELECT 3'");
+    denied(url, "CREATE DATABASE sneaky");
+    /* and a restart (nothing to hand over any more) keeps working */
     assert_int_equal(test_server_stop(&g), 0);
     test_server_restart(&g, args);
     struct client b, anon2;
