@@ -4,7 +4,6 @@
  * Statement table: name, SQL, parameters, and the function that runs it.
  *   ledger_head_lock        db_ledger_head_lock
  *   ledger_head_set         db_ledger_head_set
- *   ledger_size             db_ledger_size
  *   ledger_nodes_get        db_ledger_nodes_get
  *   ledger_checkpoint_*     db_ledger_checkpoint_insert, _get, _list
  *   ledger_records_list     db_ledger_record_list
@@ -30,7 +29,6 @@
 const struct db_statement db_ledger_statements[] = {
     { "ledger_head_lock", "SELECT size, ts_ms FROM ledger_head FOR UPDATE", 0 },
     { "ledger_head_set", "UPDATE ledger_head SET size = $1, ts_ms = $2", 2 },
-    { "ledger_size", "SELECT size FROM ledger_head", 0 },
     { "ledger_nodes_get",
       "SELECT q.n, n.hash FROM unnest($1::smallint[], $2::bigint[]) WITH ORDINALITY "
       "AS q(level, idx, n) JOIN ledger_nodes n USING (level, idx)",
@@ -94,19 +92,6 @@ enum db_status db_ledger_head_set(struct db_conn *c, uint64_t size, int64_t ts_m
     snprintf(t, sizeof t, "%" PRId64, ts_ms);
     const char *params[] = { s, t };
     return db_command(c, "ledger_head_set", 2, params, NULL);
-}
-
-enum db_status db_ledger_size(struct db_conn *c, uint64_t *size)
-{
-    PGresult *r;
-    enum db_status st = db_query(c, "ledger_size", 0, NULL, &r);
-    if (st != DB_OK)
-        return st;
-    st = PQntuples(r) == 1 ? DB_OK : DB_HARD;
-    if (st == DB_OK)
-        *size = get_u64(r, 0, 0);
-    PQclear(r);
-    return st;
 }
 
 enum db_status db_ledger_nodes_get(struct db_conn *c, const struct cpx_merkle_node *coords,
@@ -196,6 +181,20 @@ static void copy_i16(struct strbuf *b, int16_t v)
     copy_u16(b, (uint16_t)v);
 }
 
+/* Ends the COPY data in b, sends it with the statement sql (named `what` in logs), frees b. */
+static enum db_status copy_send(struct db_conn *c, struct strbuf *b, const char *what,
+                                const char *sql)
+{
+    copy_end(b);
+    enum db_status st = DB_HARD;
+    if (b->failed)
+        log_error("ledger: out of memory building %s", what);
+    else
+        st = db_copy_in(c, what, sql, b->data, b->len);
+    strbuf_free(b);
+    return st;
+}
+
 static enum db_status insert_records(struct db_conn *c, const struct db_ledger_row *rows, size_t n)
 {
     struct strbuf b = { 0 };
@@ -208,16 +207,9 @@ static enum db_status insert_records(struct db_conn *c, const struct db_ledger_r
         copy_field(&b, rows[i].party_id[0] ? rows[i].party_id : NULL, strlen(rows[i].party_id));
         copy_field(&b, rows[i].bytes, rows[i].len);
     }
-    copy_end(&b);
-    if (b.failed)
-        log_error("ledger: out of memory building the COPY of %zu records", n);
-    enum db_status st = b.failed ? DB_HARD
-                                 : db_copy_in(c, "ledger_records_copy",
-                                              "COPY ledger_records (seq, kind, ts_ms, party_id, "
-                                              "record) FROM STDIN (FORMAT binary)",
-                                              b.data, b.len);
-    strbuf_free(&b);
-    return st;
+    return copy_send(c, &b, "ledger_records_copy",
+                     "COPY ledger_records (seq, kind, ts_ms, party_id, record) "
+                     "FROM STDIN (FORMAT binary)");
 }
 
 static enum db_status insert_nodes(struct db_conn *c, const struct cpx_merkle_node *nodes, size_t m)
@@ -230,16 +222,8 @@ static enum db_status insert_nodes(struct db_conn *c, const struct cpx_merkle_no
         copy_i64(&b, (int64_t)nodes[i].index);
         copy_field(&b, nodes[i].hash, CPX_HASH_LEN);
     }
-    copy_end(&b);
-    if (b.failed)
-        log_error("ledger: out of memory building the COPY of %zu nodes", m);
-    enum db_status st =
-        b.failed ? DB_HARD
-                 : db_copy_in(c, "ledger_nodes_copy",
-                              "COPY ledger_nodes (level, idx, hash) FROM STDIN (FORMAT binary)",
-                              b.data, b.len);
-    strbuf_free(&b);
-    return st;
+    return copy_send(c, &b, "ledger_nodes_copy",
+                     "COPY ledger_nodes (level, idx, hash) FROM STDIN (FORMAT binary)");
 }
 
 enum db_status db_ledger_insert(struct db_conn *c, const struct db_ledger_row *rows, size_t n,

@@ -19,9 +19,6 @@ enum db_status db_ledger_head_lock(struct db_conn *c, uint64_t *size, int64_t *t
 /* Moves the head forward to size and ts_ms (the schema refuses any move back). */
 enum db_status db_ledger_head_set(struct db_conn *c, uint64_t size, int64_t ts_ms);
 
-/* The ledger's size as last committed (no lock). */
-enum db_status db_ledger_size(struct db_conn *c, uint64_t *size);
-
 /*
  * Reads the full nodes at coords[0..n) into hashes[i] and sets found[i]. Nodes that do not exist
  * leave found[i] false (the caller decides whether that is an error).

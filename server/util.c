@@ -11,7 +11,6 @@
 #include <time.h>
 
 #include "ledger/canon.h"
-#include "ledger/codec.h"
 
 int64_t now_us(void)
 {
@@ -192,15 +191,6 @@ void strbuf_addf(struct strbuf *b, const char *fmt, ...)
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
     va_end(ap);
     b->len += (size_t)n;
-}
-
-void strbuf_add_hex(struct strbuf *b, const uint8_t *data, size_t len)
-{
-    if (len > SIZE_MAX / 4 || !strbuf_reserve(b, 2 * len))
-        return;
-    cpx_hex_encode(data, len, b->data + b->len);
-    b->len += 2 * len;
-    b->data[b->len] = '\0';
 }
 
 void strbuf_reset(struct strbuf *b)

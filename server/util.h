@@ -55,9 +55,6 @@ void strbuf_add(struct strbuf *b, const void *s, size_t len);
 /* Appends a printf-formatted string. */
 void strbuf_addf(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Appends the lower-case hex of data[0..len). */
-void strbuf_add_hex(struct strbuf *b, const uint8_t *data, size_t len);
-
 /* Empties b, keeping its allocation. */
 void strbuf_reset(struct strbuf *b);
 
