@@ -74,12 +74,7 @@ static uint64_t ledger_size(struct client *cl)
 /* Downloads the ledger and asserts that the auditor finds nothing; returns the record count. */
 static size_t audit_clean(struct client *cl)
 {
-    struct live_ledger l;
-    live_download(cl, &l);
-    assert_int_equal(live_audit(&l, &verifier, NULL, 0), 0);
-    size_t n = l.n;
-    live_free(&l);
-    return n;
+    return live_audit_clean(cl, srv.verifier_key);
 }
 
 /* Rotates cl's key to a fresh one (cl then signs with it); returns the reply's status. */
@@ -601,12 +596,7 @@ static void rotation_races_signed_changes(void **state)
         client_free(&a[k].cl);
     }
     /* whichever approvals won, none is recorded under a key no longer in force */
-    struct live_ledger l;
-    live_download(&anon, &l);
-    struct cpx_note_verifier v;
-    live_verifier(g.verifier_key, &v);
-    assert_int_equal(live_audit(&l, &v, NULL, 0), 0);
-    live_free(&l);
+    live_audit_clean(&anon, g.verifier_key);
     assert_int_equal(test_server_stop(&g), 0);
     client_free(&op);
     client_free(&anon);
@@ -659,13 +649,7 @@ static void admin_owns_the_schema(void **state)
     struct cpx_keyfile next;
     assert_int_equal(rotate(&a, &next), 200);
     test_client(&g, &anon, NULL);
-    struct live_ledger l;
-    live_download(&anon, &l);
-    struct cpx_note_verifier v;
-    live_verifier(g.verifier_key, &v);
-    assert_int_equal(live_audit(&l, &v, NULL, 0), 0);
-    assert_int_equal(l.n, 5);
-    live_free(&l);
+    assert_int_equal(live_audit_clean(&anon, g.verifier_key), 5);
     /* cpxd's own role can no longer get round the triggers, nor drop what they guard */
     denied(url, "ALTER TABLE ledger_records DISABLE TRIGGER ALL");
     denied(url, "UPDATE ledger_records SET record = record");

@@ -35,6 +35,7 @@
 #include "ledger/merkle.h"
 #include "ledger/record.h"
 #include "tests/support/audit_tool.h"
+#include "tests/support/live_ledger.h"
 #include "tests/support/testenv.h"
 
 #define HONEST_RECORDS 7
@@ -43,20 +44,6 @@ struct world {
     struct test_server srv;
     struct audit_dir dir;
 };
-
-/* Copies the server's verifier key file into a fresh audit folder. */
-static void audit_dir_for(const struct test_server *ts, struct audit_dir *d)
-{
-    const char *base = getenv("CPX_TEST_VAR");
-    snprintf(d->path, sizeof d->path, "%s/tamper.XXXXXX", base ? base : "/tmp");
-    assert_non_null(mkdtemp(d->path));
-    audit_path(d, "exchange.vkey", d->key);
-    audit_path(d, "report.json", d->report);
-    audit_path(d, "output.txt", d->output);
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", ts->verifier_key, d->key);
-    assert_int_equal(system(cmd), 0);
-}
 
 /* A fresh cpxd with the honest ledger described above. */
 static int setup(void **state)
@@ -80,7 +67,9 @@ static int setup(void **state)
     client_free(&a);
     client_free(&b);
     assert_int_equal(test_db_scalar(w->srv.db_url, "SELECT size FROM ledger_head"), HONEST_RECORDS);
-    audit_dir_for(&w->srv, &w->dir);
+    struct cpx_note_verifier v;
+    live_verifier(w->srv.verifier_key, &v);
+    audit_dir_init_verifier(&w->dir, &v);
     *state = w;
     return 0;
 }
@@ -329,13 +318,7 @@ static void checkpoint_by_another_key_is_checkpoint_sig(void **state)
     struct cpx_checkpoint cp;
     const char *note = PQgetvalue(r, 0, 0);
     struct cpx_note_verifier v;
-    char vkey[CPX_VERIFIER_KEY_MAX + 2];
-    FILE *f = fopen(w->srv.verifier_key, "r");
-    assert_non_null(f);
-    assert_non_null(fgets(vkey, sizeof vkey, f));
-    fclose(f);
-    vkey[strcspn(vkey, "\n")] = '\0';
-    assert_null(cpx_note_verifier_parse(vkey, strlen(vkey), &v));
+    live_verifier(w->srv.verifier_key, &v);
     assert_int_equal(cpx_checkpoint_open(note, strlen(note), &v, &cp), CPX_NOTE_OK);
     PQclear(r);
     PQfinish(db);

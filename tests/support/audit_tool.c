@@ -50,6 +50,11 @@ void audit_path(const struct audit_dir *d, const char *name, char out[AUDIT_PATH
 
 void audit_dir_init(struct audit_dir *d, const struct fx_log *l)
 {
+    audit_dir_init_verifier(d, &l->verifier);
+}
+
+void audit_dir_init_verifier(struct audit_dir *d, const struct cpx_note_verifier *v)
+{
     const char *base = getenv("CPX_TEST_VAR");
     snprintf(d->path, sizeof d->path, "%s/audit.XXXXXX", base ? base : "/tmp");
     assert_non_null(mkdtemp(d->path));
@@ -57,7 +62,7 @@ void audit_dir_init(struct audit_dir *d, const struct fx_log *l)
     audit_path(d, "report.json", d->report);
     audit_path(d, "output.txt", d->output);
     char key[CPX_VERIFIER_KEY_MAX];
-    cpx_note_verifier_format(&l->verifier, key);
+    cpx_note_verifier_format(v, key);
     FILE *f = fopen(d->key, "w");
     assert_non_null(f);
     fprintf(f, "%s\n", key);

@@ -37,6 +37,9 @@ struct audit_dir {
 /* Makes a fresh folder and writes l's verifier key into d->key. */
 void audit_dir_init(struct audit_dir *d, const struct fx_log *l);
 
+/* The same for the exchange whose verifier key is v. */
+void audit_dir_init_verifier(struct audit_dir *d, const struct cpx_note_verifier *v);
+
 /* Removes the folder and everything in it. */
 void audit_dir_free(struct audit_dir *d);
 

@@ -41,4 +41,10 @@ void live_verifier(const char *path, struct cpx_note_verifier *v);
 uint64_t live_audit(const struct live_ledger *l, const struct cpx_note_verifier *v,
                     struct cpx_audit_failure *out, size_t max);
 
+/*
+ * Downloads the ledger cl's exchange serves, audits it with the verifier key in verifier_path,
+ * fails the test on any finding, and returns the number of records.
+ */
+uint64_t live_audit_clean(struct client *cl, const char *verifier_path);
+
 #endif
