@@ -139,3 +139,17 @@ size_t cpx_b32_encode(const uint8_t *data, size_t len, char *out)
     out[o] = '\0';
     return o;
 }
+
+bool cpx_decimal_parse(const char *s, uint64_t *out)
+{
+    if (s == NULL || *s == '\0' || (s[0] == '0' && s[1] != '\0'))
+        return false;
+    uint64_t v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > ((uint64_t)INT64_MAX - (uint64_t)(*s - '0')) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *out = v;
+    return true;
+}

@@ -1,6 +1,7 @@
 /*
  * Text codecs shared by the server and the clients: base64 (RFC 4648 section 4, with padding),
- * lower-case hex, and the lower-case base32 used in identity ids.
+ * lower-case hex, the lower-case base32 used in identity ids, and the decimal counts (sequence
+ * numbers, tree sizes) of the ledger's URLs and cursors.
  *
  * Decoders take untrusted bytes: they never read past `len`, never write past `cap`, and accept
  * exactly one spelling of each value (canonical padding, no whitespace, no trailing bits set), so
@@ -37,5 +38,11 @@ bool cpx_hex_decode(const char *text, size_t len, uint8_t *out, size_t n);
 
 /* Writes the unpadded lower-case base32 form of data and a NUL; out holds (len*8+4)/5 + 1 bytes. */
 size_t cpx_b32_encode(const uint8_t *data, size_t len, char *out);
+
+/*
+ * Parses s as a decimal count 0..2^63-1 (a bigint in PostgreSQL) in its one spelling: digits
+ * only, no sign, no leading zeros. Returns false (out unchanged) for anything else.
+ */
+bool cpx_decimal_parse(const char *s, uint64_t *out);
 
 #endif

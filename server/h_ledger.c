@@ -112,7 +112,7 @@ void h_ledger_checkpoint(struct request *req)
 void h_ledger_checkpoint_show(struct request *req)
 {
     uint64_t size;
-    if (!parse_u64(req->params[0], &size) || size == 0) {
+    if (!cpx_decimal_parse(req->params[0], &size) || size == 0) {
         reply_error(req, E_CHECKPOINT_NOT_FOUND, NULL, "No checkpoint has size %s.",
                     req->params[0]);
         return;
@@ -163,7 +163,7 @@ static bool page_params(struct request *req, struct page *p)
         return false;
     p->after = 0;
     p->has_after = *after != '\0';
-    if (p->has_after && !parse_u64(after, &p->after)) {
+    if (p->has_after && !cpx_decimal_parse(after, &p->after)) {
         reply_error(req, E_INVALID_QUERY, "after", "after is not a cursor this API gave out");
         return false;
     }
@@ -384,7 +384,7 @@ static void proof_free(struct proof_ctx *x)
 void h_ledger_record(struct request *req)
 {
     struct receipt_ctx x = { 0 };
-    if (!parse_u64(req->params[0], &x.seq)) {
+    if (!cpx_decimal_parse(req->params[0], &x.seq)) {
         reply_error(req, E_RECORD_NOT_FOUND, NULL, "No record has the seq %s.", req->params[0]);
         return;
     }

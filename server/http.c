@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ledger/codec.h"
 #include "server/auth.h"
 #include "server/log.h"
 #include "server/metrics.h"
@@ -162,24 +163,10 @@ bool request_page(struct request *req, int *limit, const char **after)
     return true;
 }
 
-bool parse_u64(const char *s, uint64_t *out)
-{
-    if (s == NULL || *s == '\0' || (s[0] == '0' && s[1] != '\0'))
-        return false;
-    uint64_t v = 0;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9' || v > ((uint64_t)INT64_MAX - (uint64_t)(*s - '0')) / 10)
-            return false;
-        v = v * 10 + (uint64_t)(*s - '0');
-    }
-    *out = v;
-    return true;
-}
-
 bool request_query_u64(struct request *req, const char *key, uint64_t *out)
 {
     const char *v = request_query(req, key);
-    if (v == NULL || parse_u64(v, out))
+    if (v == NULL || cpx_decimal_parse(v, out))
         return true;
     reply_error(req, E_INVALID_QUERY, key, "%s must be a whole number from 0 to 2^63-1", key);
     return false;

@@ -74,14 +74,11 @@ void reply_stream(struct request *req, int status, const char *content_type, rep
                   void *cls, void (*free_cls)(void *));
 
 /*
- * Parses the query parameter key as a decimal count 0..2^63-1 (no sign, no leading zeros).
+ * Parses the query parameter key as a decimal count (cpx_decimal_parse, ledger/codec.h).
  * Leaves *out unchanged and returns true when the parameter is absent; answers 400 and returns
  * false when it is malformed.
  */
 bool request_query_u64(struct request *req, const char *key, uint64_t *out);
-
-/* Parses a decimal count 0..2^63-1 (no sign, no leading zeros); false when s is not one. */
-bool parse_u64(const char *s, uint64_t *out);
 
 /* Answers with error e: {"error":{"code","message","field"}}; field may be NULL; fmt NULL uses
  * the table's message. */

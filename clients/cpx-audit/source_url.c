@@ -23,10 +23,10 @@
 #include <string.h>
 
 #include "clients/common/client.h"
+#include "ledger/codec.h"
 
 #define PAGE_LIMIT   1000 /* items asked for per page */
 #define TARGET_MAX   256  /* longest request target built here */
-#define CURSOR_MAX   20   /* digits of the largest uint64_t */
 #define NO_CURSOR    UINT64_MAX
 #define HTTP_OK_MIN  200
 #define HTTP_OK_MAX  299
@@ -84,23 +84,6 @@ static bool want_object(struct exchange *x, const char *target, const struct cli
     return true;
 }
 
-/* Parses a decimal cursor ("123"): digits only, no sign, no overflow. */
-static bool parse_cursor(const char *s, uint64_t *out)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > CURSOR_MAX || strspn(s, "0123456789") != n)
-        return false;
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned digit = (unsigned)(s[i] - '0');
-        if (v > (UINT64_MAX - digit) / 10)
-            return false;
-        v = v * 10 + digit;
-    }
-    *out = v;
-    return true;
-}
-
 /*
  * A page's items and its `next` cursor (NO_CURSOR when null). Stops the run when the page has no
  * items array, or a `next` that is not null, not a cursor, or does not advance past `after`.
@@ -116,7 +99,7 @@ static bool page_parts(struct exchange *x, const char *target, const json_t *pag
         *next = NO_CURSOR;
         return true;
     }
-    if (!json_is_string(cursor) || !parse_cursor(json_string_value(cursor), next) ||
+    if (!json_is_string(cursor) || !cpx_decimal_parse(json_string_value(cursor), next) ||
         *next == NO_CURSOR)
         return run_stop(x->r, "the exchange sent a page whose next is not a cursor for GET %s",
                         target);

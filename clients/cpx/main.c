@@ -437,10 +437,8 @@ static bool check_receipt(const json_t *rj, const struct cpx_note_verifier *v, u
 
 static int cmd_ledger_receipt(struct ctx *c, const struct cli_flag *flags, const struct cli_args *a)
 {
-    char *end = NULL;
-    const char *arg = a->nargs == 1 ? a->args[0] : "";
-    unsigned long long seq = strtoull(arg, &end, 10);
-    if (a->nargs != 1 || *arg < '0' || *arg > '9' || *end != '\0' || strlen(arg) > 19) {
+    uint64_t seq = 0;
+    if (a->nargs != 1 || !cpx_decimal_parse(a->args[0], &seq)) {
         fprintf(stderr, "usage: cpx ledger receipt SEQ [--size N] [--exchange-key FILE]\n");
         return 2;
     }
@@ -448,7 +446,7 @@ static int cmd_ledger_receipt(struct ctx *c, const struct cli_flag *flags, const
     if (!exchange_key_read("cpx", cli_get(flags, a, "exchange-key"), &v))
         return 2;
     char target[128];
-    snprintf(target, sizeof target, "/v1/ledger/records/%llu", seq);
+    snprintf(target, sizeof target, "/v1/ledger/records/%" PRIu64, seq);
     const char *size = cli_get(flags, a, "size");
     if (size != NULL && strspn(size, "0123456789") == strlen(size) && strlen(size) < 21)
         snprintf(target + strlen(target), sizeof target - strlen(target), "?size=%s", size);
@@ -466,7 +464,8 @@ static int cmd_ledger_receipt(struct ctx *c, const struct cli_flag *flags, const
         print_verified(r.json, good);
     } else if (good) {
         printf("%s\n", json_string_value(json_object_get(r.json, "record")));
-        printf("record %llu is in the ledger of %" PRIu64 " records whose checkpoint %s signed\n",
+        printf("record %" PRIu64 " is in the ledger of %" PRIu64
+               " records whose checkpoint %s signed\n",
                seq, cp.size, v.name);
     }
     client_reply_free(&r);

@@ -1,9 +1,9 @@
 /*
  * Fuzz target: small parsers of untrusted text in the server. The input's first byte chooses:
- *   0: a decimal count from a query string or path (parse_u64): accepted text prints back as
- *      itself, so there is exactly one spelling of each number;
- *   1: stored record bytes made into JSON text (utf8_repaired): the result is always valid UTF-8
- *      without NUL, and equal to the input whenever the input was that already.
+ *   0: a decimal count from a query string or path (cpx_decimal_parse): accepted text prints back
+ * as itself, so there is exactly one spelling of each number; 1: stored record bytes made into JSON
+ * text (utf8_repaired): the result is always valid UTF-8 without NUL, and equal to the input
+ * whenever the input was that already.
  */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "ledger/canon.h"
+#include "ledger/codec.h"
 #include "server/http.h"
 #include "server/util.h"
 
@@ -30,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         s[len] = '\0';
         uint64_t v;
         char back[24];
-        if (parse_u64(s, &v)) {
+        if (cpx_decimal_parse(s, &v)) {
             snprintf(back, sizeof back, "%" PRIu64, v);
             if (v > INT64_MAX || strcmp(back, s) != 0)
                 abort();

@@ -99,6 +99,32 @@ static void test_hex_and_base32(void **state)
     }
 }
 
+/* Decimal counts: one spelling each, 0 .. 2^63-1. */
+static void test_decimal(void **state)
+{
+    (void)state;
+    uint64_t v = 99;
+    assert_true(cpx_decimal_parse("0", &v) && v == 0);
+    assert_true(cpx_decimal_parse("42", &v) && v == 42);
+    assert_true(cpx_decimal_parse("9223372036854775807", &v) && v == 9223372036854775807ull);
+    const char *const bad[] = { "",
+                                "00",
+                                "007",
+                                "-1",
+                                "+1",
+                                " 1",
+                                "1 ",
+                                "1a",
+                                "0x10",
+                                "9223372036854775808",
+                                "18446744073709551616" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        v = 7;
+        assert_false(cpx_decimal_parse(bad[i], &v));
+        assert_int_equal(v, 7); /* untouched */
+    }
+}
+
 static void test_auth_header(void **state)
 {
     (void)state;
@@ -310,9 +336,10 @@ static void test_sha256_context(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_base64),      cmocka_unit_test(test_hex_and_base32),
-        cmocka_unit_test(test_auth_header), cmocka_unit_test(test_reqsig),
-        cmocka_unit_test(test_keyfile),     cmocka_unit_test(test_sha256_context),
+        cmocka_unit_test(test_base64),         cmocka_unit_test(test_hex_and_base32),
+        cmocka_unit_test(test_decimal),        cmocka_unit_test(test_auth_header),
+        cmocka_unit_test(test_reqsig),         cmocka_unit_test(test_keyfile),
+        cmocka_unit_test(test_sha256_context),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
