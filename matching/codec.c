@@ -13,7 +13,7 @@
  *   BID, REPLACE_BID:
  *     id:u owner:u precision:u8 qty_kind:u8 tif:u8 quantity:s limit:s hours:u32 regions:u
  *     expiry:s start_earliest:s start_latest:s min_memory_gb:u32 min_tflops:u32
- *     min_devices_per_provider:u32 min_green_permille:u32 n_allow:u8 (<= 8)
+ *     max_tflops:u32 min_devices_per_provider:u32 min_green_permille:u32 n_allow:u8 (<= 8)
  *     n_allow x (vendor:u32 model:u32)
  *   ASK, REPLACE_ASK:
  *     id:u owner:u devices:s priced:u8 region:u8 tif:u8
@@ -111,6 +111,7 @@ static void get_bid(reader *r, mx_bid *b)
     b->start_latest = get_s(r);
     b->min_memory_gb = get_u32(r);
     b->min_tflops = get_u32(r);
+    b->max_tflops = get_u32(r);
     b->min_devices_per_provider = get_u32(r);
     b->min_green_permille = get_u32(r);
     b->n_allow = get_u8(r);
@@ -231,6 +232,7 @@ static void put_bid(writer *w, const mx_bid *b)
     put_s(w, b->start_latest);
     put_u(w, b->min_memory_gb);
     put_u(w, b->min_tflops);
+    put_u(w, b->max_tflops);
     put_u(w, b->min_devices_per_provider);
     put_u(w, b->min_green_permille);
     put_u8(w, b->n_allow);

@@ -53,6 +53,7 @@ uint64_t mx_hash_bid(const mx_bid *bid, int64_t remaining, uint64_t seq)
     h = absorb(h, (uint64_t)b.start_earliest);
     h = absorb(h, (uint64_t)b.start_latest);
     h = absorb(h, (uint64_t)b.min_memory_gb | (uint64_t)b.min_tflops << 32);
+    h = absorb(h, (uint64_t)b.max_tflops);
     h = absorb(h, (uint64_t)b.min_devices_per_provider | (uint64_t)b.min_green_permille << 32);
     for (unsigned i = 0; i < b.n_allow; i++)
         h = absorb(h, (uint64_t)b.allow[i].vendor | (uint64_t)b.allow[i].model << 32);

@@ -103,6 +103,8 @@ unsigned mx_pair_fails(const mx_engine *e, const mx_rec *bid, const mx_rec *ask,
         fails |= 1u << MX_C_MEMORY;
     if (tflops < b->min_tflops)
         fails |= 1u << MX_C_TFLOPS;
+    if (b->max_tflops != 0 && tflops > b->max_tflops)
+        fails |= 1u << MX_C_MAX_TFLOPS;
     if (!model_allowed(b, a))
         fails |= 1u << MX_C_MODEL;
     if (a->green_permille < b->min_green_permille)
@@ -198,7 +200,8 @@ static int cursor_before(const mx_engine *e, const taker *t, const mx_cursor *a,
 {
     int64_t pa = e->levels[a->level].price, pb = e->levels[b->level].price;
     if (t->is_ask) {
-        /* Bid price x TFLOPS fits in int64: the bid's overflow check bounds it. */
+        /* Bid price x TFLOPS fits in int64: the bid's overflow check bounds it (limit x maxT,
+         * even for a bid whose max_tflops the ask exceeds: ranking comes before eligibility). */
         pa *= a->mult;
         pb *= b->mult;
         if (pa != pb)

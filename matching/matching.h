@@ -164,6 +164,8 @@ typedef struct mx_bid {
     uint32_t hours;                    /* hours of every fill, 1..MX_MAX_HOURS */
     uint32_t min_memory_gb;            /* minimum memory per device */
     uint32_t min_tflops;               /* minimum rated TFLOPS per device at the precision */
+    uint32_t max_tflops;               /* maximum rated TFLOPS per device at the precision
+                                          (0 = no maximum) */
     uint32_t min_devices_per_provider; /* gang: each fill >= min(this, devices still needed) */
     uint32_t min_green_permille;       /* minimum green-power share, 0..1000 */
     uint8_t precision;                 /* enum mx_precision */
@@ -373,6 +375,7 @@ bool mx_best(const mx_engine *e, unsigned precision, unsigned region, mx_side si
 typedef enum mx_constraint {
     MX_C_MEMORY,       /* ask memory per device < bid min_memory_gb */
     MX_C_TFLOPS,       /* ask TFLOPS per device < bid min_tflops */
+    MX_C_MAX_TFLOPS,   /* ask TFLOPS per device > bid max_tflops (when non-zero) */
     MX_C_MODEL,        /* ask vendor/model not in the bid's allow-list */
     MX_C_GREEN,        /* ask green share < bid min_green_permille */
     MX_C_HOURS,        /* bid hours outside the ask's min_hours..max_hours */
@@ -468,7 +471,8 @@ bool mx_decode_command(const uint8_t *buf, size_t len, mx_command *out, size_t *
 
 /* Largest rated TFLOPS per device the engine accepts at a precision (0 for an unknown one):
  * FP64/FP32 4096, TF32/BF16/FP16 16384, FP8/INT8 32768, INT4 65536 (several times today's
- * largest accelerators). A bid's product check uses it for the ask it will meet. */
+ * largest accelerators). A bid's product check uses it for the ask it will meet (a device bid
+ * with a max_tflops uses that instead; docs/matching.md, "Overflow"). */
 uint32_t mx_max_tflops(unsigned precision);
 
 /* ---- names (static strings, for logs and tests) --------------------------------------------- */

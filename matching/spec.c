@@ -10,13 +10,18 @@
  * Overflow
  * --------
  * The money of a fill is price x TFLOPS x devices x hours (then / 1000 for PFLOPS, by the
- * server). The engine guarantees that product fits in int64 by one check at bid entry:
- *   device bid:   limit x max_tflops(precision) x quantity x hours          <= INT64_MAX
- *   capacity bid: limit x (quantity + max_tflops(precision)) x hours       <= INT64_MAX
+ * server). The engine guarantees that product fits in int64 by one check at bid entry, where
+ * maxT = mx_max_tflops(precision) and T = the bid's max_tflops when non-zero, else maxT:
+ *   device bid:   limit x T x quantity x hours                 <= INT64_MAX
+ *                 and limit x maxT                             <= INT64_MAX
+ *   capacity bid: limit x (quantity + maxT) x hours            <= INT64_MAX
  * A fill's price is at most the bid's limit (the pair crosses), its TFLOPS per device at most
- * max_tflops, and its devices x TFLOPS at most quantity x TFLOPS (device bid) or below
- * quantity + TFLOPS (a capacity bid is filled with ceil(remaining / TFLOPS) devices at most).
- * The same bound covers the normalised price limit x TFLOPS used to rank bids.
+ * maxT (and at most max_tflops when the bid sets one: a larger ask is not eligible), and its
+ * devices x TFLOPS at most quantity x TFLOPS (device bid) or below quantity + TFLOPS (a
+ * capacity bid is filled with ceil(remaining / TFLOPS) devices at most). The normalised price
+ * limit x TFLOPS used to rank bids is computed for every crossing bid, eligible or not, so it
+ * needs limit x maxT to fit: implied by the first product when T = maxT, checked on its own
+ * when a max_tflops narrows T.
  *
  * Plain and extended records
  * --------------------------
@@ -87,12 +92,23 @@ mx_reason mx_check_bid(const mx_engine *e, const mx_bid *b, int64_t now)
     if (b->n_allow > MX_MAX_ALLOW || b->min_green_permille > MX_MAX_GREEN ||
         b->min_tflops > mx_max_tflops(b->precision))
         return MX_R_BAD_CONSTRAINT;
+    /* max_tflops: 0 (no maximum) or min_tflops..maxT (1..maxT when min_tflops is 0) */
+    if (b->max_tflops != 0 &&
+        (b->max_tflops < b->min_tflops || b->max_tflops > mx_max_tflops(b->precision)))
+        return MX_R_BAD_CONSTRAINT;
     for (unsigned i = 0; i < b->n_allow; i++)
         if (b->allow[i].vendor == 0)
             return MX_R_BAD_CONSTRAINT;
     int64_t cap = mx_max_tflops(b->precision);
-    int fits = b->qty_kind == MX_QTY_DEVICES ? mul4_fits(b->limit, cap, b->quantity, b->hours)
-                                             : mul4_fits(b->limit, b->quantity + cap, b->hours, 1);
+    int fits;
+    if (b->qty_kind == MX_QTY_DEVICES) {
+        /* A device bid meets no ask above its max_tflops, so its fills' TFLOPS per device are
+         * bounded by it; the normalised price limit x maxT is still computed for ranking. */
+        int64_t t = b->max_tflops != 0 ? b->max_tflops : cap;
+        fits = mul4_fits(b->limit, t, b->quantity, b->hours) && mul4_fits(b->limit, cap, 1, 1);
+    } else {
+        fits = mul4_fits(b->limit, b->quantity + cap, b->hours, 1);
+    }
     if (!fits)
         return MX_R_OVERFLOW;
     return MX_OK;
@@ -160,7 +176,8 @@ int mx_bid_is_plain(const mx_bid *b)
 {
     return popcount64(b->regions) == 1 && b->tif != MX_GTD && b->start_earliest == 0 &&
            b->start_latest == 0 && b->min_memory_gb == 0 && b->min_tflops == 0 &&
-           b->min_devices_per_provider <= 1 && b->min_green_permille == 0 && b->n_allow == 0;
+           b->max_tflops == 0 && b->min_devices_per_provider <= 1 && b->min_green_permille == 0 &&
+           b->n_allow == 0;
 }
 
 int mx_ask_is_plain(const mx_ask *a)
@@ -288,6 +305,7 @@ const char *mx_constraint_name(mx_constraint c)
     static const char *const names[MX_NCONSTRAINTS] = {
         [MX_C_MEMORY] = "memory",
         [MX_C_TFLOPS] = "tflops",
+        [MX_C_MAX_TFLOPS] = "max_tflops",
         [MX_C_MODEL] = "model",
         [MX_C_GREEN] = "green",
         [MX_C_HOURS] = "hours",

@@ -60,6 +60,27 @@ static uint32_t pick(mt_gen *g, const uint32_t *choices, unsigned n)
     return choices[mt_range(&g->rng, 0, n - 1)];
 }
 
+/*
+ * A max_tflops for bid b (asks offer 60..600 TFLOPS per device): mostly at or above its
+ * min_tflops, so that both bounds cut; sometimes out of range (refused); sometimes, for a device
+ * bid, with the largest limit that the bound lets through the overflow check, which either
+ * passes only thanks to max_tflops or fails the normalised-price check (limit x maxT).
+ */
+static void gen_max_tflops(mt_gen *g, mx_bid *b)
+{
+    static const uint32_t maxs[] = { 150, 300, 450, 600 };
+    b->max_tflops = pick(g, maxs, 4);
+    if (b->max_tflops < b->min_tflops)
+        b->max_tflops = b->min_tflops;
+    int64_t r = mt_range(&g->rng, 0, 99);
+    if (r < 4)
+        b->max_tflops = b->min_tflops > 1 ? b->min_tflops - 1 : mx_max_tflops(b->precision) + 1;
+    else if (r < 6)
+        b->max_tflops = mx_max_tflops(b->precision) + (uint32_t)mt_range(&g->rng, 0, 1);
+    else if (r < 14 && b->qty_kind == MX_QTY_DEVICES)
+        b->limit = INT64_MAX / ((int64_t)b->max_tflops * b->quantity * b->hours);
+}
+
 /* A random bid with id and owner; constraints with the stream's probability. */
 static void gen_bid(mt_gen *g, mx_bid *b, uint64_t id, uint64_t owner)
 {
@@ -86,6 +107,8 @@ static void gen_bid(mt_gen *g, mx_bid *b, uint64_t id, uint64_t owner)
         b->min_memory_gb = pick(g, mems, 4);
     if (mt_chance(&g->rng, c))
         b->min_tflops = pick(g, tfs, 3);
+    if (c > 0 && mt_chance(&g->rng, 10))
+        gen_max_tflops(g, b);
     if (mt_chance(&g->rng, c)) {
         b->n_allow = (uint8_t)mt_range(&g->rng, 1, 2);
         for (unsigned i = 0; i < b->n_allow; i++) {

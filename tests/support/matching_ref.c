@@ -110,9 +110,17 @@ static mx_reason reject(ref_engine *r, mx_reason reason, uint64_t id, int side, 
 
 /* ---- validation (docs/matching.md, "Validation", in that order) ----------------------------- */
 
+/* True when a * b * c * d (all >= 0) fits in int64; stops at the first step above INT64_MAX so
+ * that the 128-bit products cannot overflow themselves. */
 static int fits(int64_t a, int64_t b, int64_t c, int64_t d)
 {
-    __int128 x = (__int128)a * b * c * d;
+    __int128 x = (__int128)a * b;
+    if (x > INT64_MAX)
+        return 0;
+    x *= c;
+    if (x > INT64_MAX)
+        return 0;
+    x *= d;
     return x <= INT64_MAX;
 }
 
@@ -151,13 +159,23 @@ static mx_reason check_bid(const ref_engine *r, const mx_bid *b)
     if (b->n_allow > MX_MAX_ALLOW || b->min_green_permille > 1000 ||
         b->min_tflops > mx_max_tflops(b->precision))
         return MX_R_BAD_CONSTRAINT;
+    if (b->max_tflops != 0) {
+        uint32_t lo = b->min_tflops > 1 ? b->min_tflops : 1;
+        if (b->max_tflops < lo || b->max_tflops > mx_max_tflops(b->precision))
+            return MX_R_BAD_CONSTRAINT;
+    }
     for (unsigned i = 0; i < b->n_allow; i++)
         if (b->allow[i].vendor == 0)
             return MX_R_BAD_CONSTRAINT;
     int64_t cap = mx_max_tflops(b->precision);
-    if (b->qty_kind == MX_QTY_DEVICES ? !fits(b->limit, cap, b->quantity, b->hours)
-                                      : !fits(b->limit, b->quantity + cap, b->hours, 1))
+    if (b->qty_kind == MX_QTY_DEVICES) {
+        /* fills meet asks of at most max_tflops; ranking still needs limit x maxT */
+        int64_t t = b->max_tflops != 0 ? b->max_tflops : cap;
+        if (!fits(b->limit, t, b->quantity, b->hours) || !fits(b->limit, cap, 1, 1))
+            return MX_R_OVERFLOW;
+    } else if (!fits(b->limit, b->quantity + cap, b->hours, 1)) {
         return MX_R_OVERFLOW;
+    }
     return MX_OK;
 }
 
@@ -265,6 +283,8 @@ static unsigned pair_fails(const ref_engine *r, const mx_bid *b, int64_t bid_rem
         fails |= 1u << MX_C_MEMORY;
     if (tflops < b->min_tflops)
         fails |= 1u << MX_C_TFLOPS;
+    if (b->max_tflops != 0 && tflops > b->max_tflops)
+        fails |= 1u << MX_C_MAX_TFLOPS;
     if (b->n_allow > 0) {
         int ok = 0;
         for (unsigned i = 0; i < b->n_allow; i++)

@@ -115,11 +115,11 @@ static void print_bid(FILE *f, const mx_bid *b)
     fprintf(f,
             "id=%" PRIu64 " owner=%" PRIu64 " %s %s qty=%" PRId64 " %s limit=%" PRId64
             " hours=%u regions=%#" PRIx64 " expiry=%" PRId64 " start=[%" PRId64 ",%" PRId64
-            "] mem>=%u tflops>=%u gang=%u green>=%u allow=",
+            "] mem>=%u tflops>=%u tflops<=%u gang=%u green>=%u allow=",
             b->id, b->owner, mx_precision_name(b->precision), tif_name(b->tif), b->quantity,
             b->qty_kind == MX_QTY_DEVICES ? "dev" : "TFLOPS", b->limit, b->hours, b->regions,
             b->expiry, b->start_earliest, b->start_latest, b->min_memory_gb, b->min_tflops,
-            b->min_devices_per_provider, b->min_green_permille);
+            b->max_tflops, b->min_devices_per_provider, b->min_green_permille);
     for (unsigned i = 0; i < b->n_allow && i < MX_MAX_ALLOW; i++)
         fprintf(f, "%s%u/%u", i ? "," : "", b->allow[i].vendor, b->allow[i].model);
 }

@@ -30,6 +30,7 @@ static mx_command sample_bid(void)
     c.bid.start_latest = 1700007200;
     c.bid.min_memory_gb = 80;
     c.bid.min_tflops = 100;
+    c.bid.max_tflops = 20000;
     c.bid.min_devices_per_provider = 8;
     c.bid.min_green_permille = 500;
     c.bid.n_allow = MX_MAX_ALLOW;
@@ -120,6 +121,69 @@ static void test_roundtrip_every_kind(void **state)
     c.kind = MX_CMD_EXPIRE;
     c.now = INT64_MAX;
     roundtrip(&c);
+}
+
+/* The bid fields in their wire order, each a one-byte varint: max_tflops sits right after
+ * min_tflops; it survives a round trip at 0, 1 and UINT32_MAX, and a value above 32 bits in its
+ * place is refused. */
+static void test_bid_field_order_max_tflops(void **state)
+{
+    (void)state;
+    mx_command c;
+    memset(&c, 0, sizeof c);
+    c.kind = MX_CMD_BID;
+    c.bid.id = 1;
+    c.bid.owner = 2;
+    c.bid.precision = 4;
+    c.bid.quantity = 3;
+    c.bid.limit = 5;
+    c.bid.hours = 7;
+    c.bid.regions = 1;
+    c.bid.min_memory_gb = 8;
+    c.bid.min_tflops = 9;
+    c.bid.max_tflops = 10;
+    c.bid.min_devices_per_provider = 11;
+    c.bid.min_green_permille = 12;
+    const uint8_t want[] = {
+        MX_CMD_BID, 0,         /* kind, now */
+        1,          2,         /* id, owner */
+        4,          0,  0,     /* precision, qty_kind, tif */
+        6,          10, 7,  1, /* quantity (zigzag), limit (zigzag), hours, regions */
+        0,          0,  0,     /* expiry, start_earliest, start_latest */
+        8,          9,  10,    /* min_memory_gb, min_tflops, max_tflops */
+        11,         12, 0,     /* gang, green, n_allow */
+    };
+    uint8_t buf[MX_COMMAND_MAX_BYTES];
+    size_t n = mx_encode_command(&c, buf, sizeof buf);
+    assert_int_equal(n, sizeof want);
+    assert_memory_equal(buf, want, sizeof want);
+    roundtrip(&c);
+    uint32_t values[] = { 0, 1, 16384, UINT32_MAX };
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        c.bid.max_tflops = values[i];
+        roundtrip(&c);
+        mx_command d;
+        size_t used;
+        n = mx_encode_command(&c, buf, sizeof buf);
+        assert_true(mx_decode_command(buf, n, &d, &used));
+        assert_int_equal(d.bid.max_tflops, values[i]);
+        assert_int_equal(d.bid.min_tflops, 9);
+        assert_int_equal(d.bid.min_devices_per_provider, 11);
+    }
+    /* 2^32 in max_tflops's place (5 bytes: 80 80 80 80 10) is not a u32 */
+    uint8_t over[sizeof want + 4];
+    memcpy(over, want, 16);
+    const uint8_t big[] = { 0x80, 0x80, 0x80, 0x80, 0x10 };
+    memcpy(over + 16, big, sizeof big);
+    memcpy(over + 21, want + 17, sizeof want - 17);
+    mx_command d;
+    size_t used;
+    assert_false(mx_decode_command(over, sizeof over, &d, &used));
+    memset(over + 16, 0xff, 4); /* ff ff ff ff 0f: UINT32_MAX */
+    over[20] = 0x0f;
+    assert_true(mx_decode_command(over, sizeof over, &d, &used));
+    assert_int_equal(d.bid.max_tflops, UINT32_MAX);
+    assert_int_equal(used, sizeof over);
 }
 
 static void test_stream_of_commands(void **state)
@@ -245,6 +309,7 @@ static void test_apply_decoded(void **state)
     b.bid.min_devices_per_provider = 0;
     b.bid.quantity = 500;
     b.bid.min_tflops = 0;
+    b.bid.max_tflops = 67; /* the ask's FP64 TFLOPS: eligible */
     b.bid.start_earliest = 0;
     mx_command in[] = { a, b };
     for (size_t i = 0; i < 2; i++) {
@@ -328,6 +393,11 @@ static void test_names(void **state)
     assert_string_equal(mx_precision_name(MX_INT4), "INT4");
     assert_string_equal(mx_precision_name(8), "?");
     assert_string_equal(mx_constraint_name(MX_C_GANG), "gang");
+    assert_string_equal(mx_constraint_name(MX_C_TFLOPS), "tflops");
+    assert_string_equal(mx_constraint_name(MX_C_MAX_TFLOPS), "max_tflops");
+    assert_string_equal(mx_constraint_name(MX_NCONSTRAINTS), "?");
+    for (int c = 0; c < MX_NCONSTRAINTS; c++)
+        assert_string_not_equal(mx_constraint_name((mx_constraint)c), "?");
     for (int r = 0; r < MX_NREASONS; r++)
         assert_string_not_equal(mx_reason_name((mx_reason)r), "?");
     assert_int_equal(mx_max_tflops(MX_FP64), 4096);
@@ -338,6 +408,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_every_kind),
+        cmocka_unit_test(test_bid_field_order_max_tflops),
         cmocka_unit_test(test_stream_of_commands),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_random_bytes),

@@ -1,9 +1,9 @@
 /*
  * test_matching_constraints.c — only pairs whose constraints both sides satisfy trade: memory,
- * TFLOPS per device, vendor/model allow-lists, green share, the ask's min/max hours, the bid's
- * start window, the ask's availability window and the agreement's start time, gang (min devices
- * per provider, with re-matching when a gang bid's need falls), and the skipping of ineligible
- * counter-orders without losing eligible ones behind them.
+ * TFLOPS per device (minimum and maximum), vendor/model allow-lists, green share, the ask's min/max
+ * hours, the bid's start window, the ask's availability window and the agreement's start time, gang
+ * (min devices per provider, with re-matching when a gang bid's need falls), and the skipping of
+ * ineligible counter-orders without losing eligible ones behind them.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -95,6 +95,243 @@ static void test_min_tflops(void **state)
     assert_int_equal(fills_between(listing(1, 100), b), 1);
     b.min_tflops = 991;
     assert_int_equal(fills_between(listing(1, 100), b), 0);
+}
+
+/* max_tflops: an ask with exactly max_tflops trades, one more TFLOPS does not; both bounds at
+ * once; a bid whose only constraint is max_tflops against a plain ask (no attributes). */
+static void test_max_tflops(void **state)
+{
+    (void)state;
+    mx_bid b = order(2, 1, 100);
+    b.max_tflops = 990;
+    assert_int_equal(fills_between(listing(1, 100), b), 1);
+    b.max_tflops = 989;
+    assert_int_equal(fills_between(listing(1, 100), b), 0);
+    b.max_tflops = 0; /* no maximum */
+    assert_int_equal(fills_between(listing(1, 100), b), 1);
+    b.min_tflops = 990;
+    b.max_tflops = 990;
+    assert_int_equal(fills_between(listing(1, 100), b), 1);
+    mx_ask plain = mt_ask(1, 7, 0, 8, MX_FP16, 990, 100);
+    mx_bid only = order(2, 1, 100);
+    only.max_tflops = 989;
+    assert_int_equal(fills_between(plain, only), 0);
+    only.max_tflops = 990;
+    assert_int_equal(fills_between(plain, only), 1);
+    /* capacity bids too: the bound is per device, whatever the quantity */
+    mx_bid cap = order(2, 5000, 100);
+    cap.qty_kind = MX_QTY_TFLOPS;
+    cap.max_tflops = 989;
+    assert_int_equal(fills_between(listing(1, 100), cap), 0);
+    cap.max_tflops = 990;
+    assert_int_equal(fills_between(listing(1, 100), cap), 1);
+}
+
+/* The bound applies to the ask's TFLOPS at the bid's precision, not at its other precisions. */
+static void test_max_tflops_at_the_bids_precision(void **state)
+{
+    (void)state;
+    mx_ask a = listing(1, 100); /* FP16 990 */
+    mt_ask_price(&a, MX_BF16, 500, 100);
+    mx_bid b = mt_bid(2, 8, MX_BF16, 0, 1, 100);
+    b.max_tflops = 500;
+    assert_int_equal(fills_between(a, b), 1);
+    b.max_tflops = 499;
+    assert_int_equal(fills_between(a, b), 0);
+    mx_bid f = order(3, 1, 100); /* FP16 */
+    f.max_tflops = 500;
+    assert_int_equal(fills_between(a, f), 0);
+}
+
+/* A bid steps past a cheaper ask above its max_tflops to a dearer one within it, which keeps
+ * its place; an incoming ask steps past a better-paying bid whose max_tflops it exceeds. */
+static void test_max_tflops_skips(void **state)
+{
+    (void)state;
+    mt_log log = { 0 };
+    mx_engine *e = engine(&log);
+    mx_ask big = listing(1, 90); /* 990 TFLOPS */
+    mx_ask small = listing(2, 95);
+    small.tflops[MX_FP16] = 400;
+    mx_submit_ask(e, NOW, &big);
+    mx_submit_ask(e, NOW, &small);
+    mt_log_clear(&log);
+    mx_bid b = order(3, 1, 100);
+    b.max_tflops = 600;
+    mx_submit_bid(e, NOW, &b);
+    assert_int_equal(mt_log_count(&log, MX_EV_FILL), 1);
+    assert_int_equal(log.ev[1].maker_id, 2);
+    assert_int_equal(log.ev[1].tflops, 400);
+    assert_int_equal(log.ev[1].price, 95);
+    mx_order_info info;
+    assert_true(mx_lookup(e, 1, &info));
+    assert_int_equal(info.remaining, 8);
+    mx_engine_free(e);
+
+    /* the other way round: bid 4 pays more per device-hour but accepts at most 500 TFLOPS */
+    mt_log_clear(&log);
+    e = engine(&log);
+    mx_bid rich = order(4, 1, 200);
+    rich.max_tflops = 500;
+    mx_bid poor = order(5, 1, 150);
+    assert_int_equal(mx_submit_bid(e, NOW, &rich), MX_OK);
+    assert_int_equal(mx_submit_bid(e, NOW, &poor), MX_OK);
+    mt_log_clear(&log);
+    mx_ask a = listing(6, 100);
+    a.devices = 2;
+    mx_submit_ask(e, NOW, &a);
+    assert_int_equal(mt_log_count(&log, MX_EV_FILL), 1);
+    assert_int_equal(log.ev[1].maker_id, 5);
+    assert_int_equal(log.ev[1].price, 150);
+    assert_true(mx_lookup(e, 4, &info));
+    mx_engine_free(e);
+    mt_log_free(&log);
+}
+
+/* Validation: max_tflops is 0 or min_tflops..maxT(p) (1..maxT when min_tflops is 0); a device
+ * bid's product check uses max_tflops instead of maxT(p), and limit x maxT(p) must still fit. */
+static void test_max_tflops_validation(void **state)
+{
+    (void)state;
+    mt_log log = { 0 };
+    mx_engine *e = engine(&log);
+    uint32_t cap = mx_max_tflops(MX_FP16);
+    uint64_t id = 100;
+#define SUBMIT(stmt, want)                                                                         \
+    do {                                                                                           \
+        mx_bid b = order(id++, 1, 1);                                                              \
+        b.tif = MX_IOC;                                                                            \
+        stmt;                                                                                      \
+        mt_log_clear(&log);                                                                        \
+        assert_int_equal(mx_submit_bid(e, NOW, &b), want);                                         \
+        assert_int_equal(log.ev[0].kind, want == MX_OK ? MX_EV_ACCEPTED : MX_EV_REJECTED);         \
+        assert_int_equal(log.ev[0].reason, want);                                                  \
+    } while (0)
+    SUBMIT(b.max_tflops = 1, MX_OK);
+    SUBMIT(b.max_tflops = cap, MX_OK);
+    SUBMIT(b.max_tflops = cap + 1, MX_R_BAD_CONSTRAINT);
+    SUBMIT(b.max_tflops = UINT32_MAX, MX_R_BAD_CONSTRAINT);
+    SUBMIT((b.min_tflops = 500, b.max_tflops = 500), MX_OK);
+    SUBMIT((b.min_tflops = 500, b.max_tflops = 499), MX_R_BAD_CONSTRAINT);
+    SUBMIT((b.min_tflops = 500, b.max_tflops = 0), MX_OK);
+    SUBMIT((b.precision = MX_FP64, b.max_tflops = mx_max_tflops(MX_FP64) + 1), MX_R_BAD_CONSTRAINT);
+    /* a constraint refusal comes before the product check */
+    SUBMIT((b.max_tflops = cap + 1, b.limit = INT64_MAX), MX_R_BAD_CONSTRAINT);
+
+    /* device bid: limit x T x quantity x hours <= INT64_MAX with T = max_tflops, exactly */
+    int64_t lim = INT64_MAX / (100 * 200);
+    SUBMIT((b.max_tflops = 100, b.quantity = 200, b.limit = lim), MX_OK);
+    SUBMIT((b.max_tflops = 100, b.quantity = 200, b.limit = lim + 1), MX_R_OVERFLOW);
+    SUBMIT((b.max_tflops = 0, b.quantity = 200, b.limit = lim), MX_R_OVERFLOW);
+    SUBMIT((b.max_tflops = cap, b.quantity = 200, b.limit = lim), MX_R_OVERFLOW);
+    int64_t big = INT64_C(1) << 36; /* x 16384 x 1024 x 100 overflows; x 16 x 1024 x 100 fits */
+    SUBMIT((b.max_tflops = 16, b.quantity = 1024, b.hours = 100, b.limit = big), MX_OK);
+    SUBMIT((b.quantity = 1024, b.hours = 100, b.limit = big), MX_R_OVERFLOW);
+    /* ... and limit x maxT(p), the normalised price of any crossing ask, must fit too */
+    int64_t norm = INT64_MAX / cap;
+    SUBMIT((b.max_tflops = 1, b.limit = norm), MX_OK);
+    SUBMIT((b.max_tflops = 1, b.limit = norm + 1), MX_R_OVERFLOW);
+    /* a capacity bid's check is unchanged: it still uses maxT(p) */
+    int64_t clim = INT64_MAX / (1000 + cap);
+    SUBMIT((b.qty_kind = MX_QTY_TFLOPS, b.quantity = 1000, b.max_tflops = 10, b.limit = clim),
+           MX_OK);
+    SUBMIT((b.qty_kind = MX_QTY_TFLOPS, b.quantity = 1000, b.max_tflops = 10, b.limit = clim + 1),
+           MX_R_OVERFLOW);
+#undef SUBMIT
+    mx_engine_free(e);
+    mt_log_free(&log);
+}
+
+/* A resting bid at the largest limit its max_tflops allows meets an incoming ask with far more
+ * TFLOPS per device: ranking computes limit x TFLOPS before the constraint steps past it. */
+static void test_max_tflops_huge_limit(void **state)
+{
+    (void)state;
+    mt_log log = { 0 };
+    mx_engine *e = engine(&log);
+    mx_bid b = order(1, 1, INT64_MAX / mx_max_tflops(MX_FP16));
+    b.max_tflops = 1;
+    assert_int_equal(mx_submit_bid(e, NOW, &b), MX_OK);
+    mx_bid other = order(2, 1, 100);
+    assert_int_equal(mx_submit_bid(e, NOW, &other), MX_OK);
+    mt_log_clear(&log);
+    mx_ask a = mt_ask(3, 7, 0, 1, MX_FP16, mx_max_tflops(MX_FP16), 100);
+    assert_int_equal(mx_submit_ask(e, NOW, &a), MX_OK);
+    assert_int_equal(mt_log_count(&log, MX_EV_FILL), 1);
+    assert_int_equal(log.ev[1].maker_id, 2);
+    mx_ask one = mt_ask(4, 7, 0, 1, MX_FP16, 1, 100);
+    mt_log_clear(&log);
+    assert_int_equal(mx_submit_ask(e, NOW, &one), MX_OK);
+    assert_int_equal(log.ev[1].kind, MX_EV_FILL);
+    assert_int_equal(log.ev[1].maker_id, 1);
+    assert_int_equal(log.ev[1].price, b.limit);
+    mx_engine_free(e);
+    mt_log_free(&log);
+}
+
+/* explain() counts the asks max_tflops excludes, apart from those min_tflops excludes. */
+static void test_max_tflops_explained(void **state)
+{
+    (void)state;
+    mt_log log = { 0 };
+    mx_engine *e = engine(&log);
+    mx_ask a1 = listing(1, 120); /* 990: above the maximum */
+    mx_ask a2 = listing(2, 130);
+    a2.tflops[MX_FP16] = 200; /* below the minimum */
+    mx_ask a3 = listing(3, 140);
+    a3.tflops[MX_FP16] = 601; /* just above the maximum */
+    mx_ask a4 = listing(4, 150);
+    a4.tflops[MX_FP16] = 600; /* eligible, too dear */
+    mx_submit_ask(e, NOW, &a1);
+    mx_submit_ask(e, NOW, &a2);
+    mx_submit_ask(e, NOW, &a3);
+    mx_submit_ask(e, NOW, &a4);
+    mx_bid b = order(5, 1, 125);
+    b.min_tflops = 300;
+    b.max_tflops = 600;
+    assert_int_equal(mx_submit_bid(e, NOW, &b), MX_OK);
+    assert_int_equal(mx_resting(e), 5);
+    mx_explanation x;
+    assert_int_equal(mx_explain(e, 5, &x), MX_OK);
+    assert_int_equal(x.examined, 4);
+    assert_int_equal(x.excluded[MX_C_MAX_TFLOPS], 2); /* ids 1 and 3 */
+    assert_int_equal(x.excluded[MX_C_TFLOPS], 1);     /* id 2 */
+    assert_int_equal(x.eligible, 1);
+    assert_true(x.has_nearest);
+    assert_int_equal(x.nearest_id, 4);
+    assert_int_equal(x.price_gap, 25);
+    /* from the ask's side: the bid excludes it by max_tflops */
+    assert_int_equal(mx_explain(e, 1, &x), MX_OK);
+    assert_int_equal(x.examined, 1);
+    assert_int_equal(x.excluded[MX_C_MAX_TFLOPS], 1);
+    assert_int_equal(x.excluded[MX_C_TFLOPS], 0);
+    assert_int_equal(x.eligible, 0);
+    assert_string_equal(mx_constraint_name(MX_C_MAX_TFLOPS), "max_tflops");
+    mx_engine_free(e);
+    mt_log_free(&log);
+}
+
+/* max_tflops is part of the resting spec: mx_get_bid returns it and the state hash covers it. */
+static void test_max_tflops_spec_and_hash(void **state)
+{
+    (void)state;
+    mt_log l1 = { 0 }, l2 = { 0 };
+    mx_engine *e1 = engine(&l1), *e2 = engine(&l2);
+    mx_bid b = order(1, 1, 100);
+    b.max_tflops = 700;
+    mx_bid c = b;
+    c.max_tflops = 701;
+    assert_int_equal(mx_submit_bid(e1, NOW, &b), MX_OK);
+    assert_int_equal(mx_submit_bid(e2, NOW, &c), MX_OK);
+    mx_bid got;
+    assert_true(mx_get_bid(e1, 1, &got));
+    assert_int_equal(got.max_tflops, 700);
+    assert_true(mx_state_hash(e1) != mx_state_hash(e2));
+    assert_true(mx_hash_bid(&b, 1, 1) != mx_hash_bid(&c, 1, 1));
+    mx_engine_free(e1);
+    mx_engine_free(e2);
+    mt_log_free(&l1);
+    mt_log_free(&l2);
 }
 
 static void test_allow_list(void **state)
@@ -388,6 +625,13 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_memory),
         cmocka_unit_test(test_min_tflops),
+        cmocka_unit_test(test_max_tflops),
+        cmocka_unit_test(test_max_tflops_at_the_bids_precision),
+        cmocka_unit_test(test_max_tflops_skips),
+        cmocka_unit_test(test_max_tflops_validation),
+        cmocka_unit_test(test_max_tflops_huge_limit),
+        cmocka_unit_test(test_max_tflops_explained),
+        cmocka_unit_test(test_max_tflops_spec_and_hash),
         cmocka_unit_test(test_allow_list),
         cmocka_unit_test(test_green),
         cmocka_unit_test(test_hours),
