@@ -61,6 +61,7 @@ static const struct {
     [CPX_KIND_DISPUTE] = { PARTY_REQUIRED, 0 },
     [CPX_KIND_RESOLUTION] = { PARTY_OPTIONAL, CPX_ROLE_OPERATOR },
     [CPX_KIND_FAILURE] = { PARTY_OPTIONAL, 0 },
+    [CPX_KIND_DEPOSIT] = { PARTY_REQUIRED, CPX_ROLE_OPERATOR },
 };
 
 /* Where an identity is in its life cycle. */

@@ -33,6 +33,7 @@ static const char *const kind_names[CPX_KIND_COUNT] = {
     [CPX_KIND_DISPUTE] = "dispute",
     [CPX_KIND_RESOLUTION] = "resolution",
     [CPX_KIND_FAILURE] = "failure",
+    [CPX_KIND_DEPOSIT] = "deposit",
 };
 
 /* Role names in canonical (sorted) order; bit i is role_names[i]. */

@@ -86,6 +86,7 @@ enum cpx_kind {
     CPX_KIND_DISPUTE,      /* a party disputes a bill or an agreement */
     CPX_KIND_RESOLUTION,   /* an operator resolves a dispute */
     CPX_KIND_FAILURE,      /* an agreement could not be delivered or performed */
+    CPX_KIND_DEPOSIT,      /* an operator credited money from outside CPX to an account */
     CPX_KIND_COUNT
 };
 

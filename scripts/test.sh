@@ -39,6 +39,7 @@ run() {
     selected "$name" || return 0
     log="$logdir/$(echo "$name" | tr '/ ' '__').log"
     start=$(date +%s.%N)
+    : >"$log.start"
     "$@" >"$log" 2>&1
     rc=$?
     secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
@@ -48,6 +49,14 @@ run() {
     else
         printf 'FAIL  %-46s (exit %d)\n' "$name" "$rc"
         sed 's/^/      | /' "$log" | tail -n 60
+        # The servers' own logs say what cpxd saw: the last lines of each the test started.
+        if [ -n "${CPX_TEST_VAR:-}" ]; then
+            for l in "$CPX_TEST_VAR"/t*/cpxd.log; do
+                [ -f "$l" ] && [ "$l" -nt "$log.start" ] || continue
+                echo "      | -- $l"
+                grep -v ' debug ' "$l" | tail -n 15 | sed 's/^/      | /'
+            done
+        fi
         failed="$failed $name"
     fi
 }

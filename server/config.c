@@ -50,6 +50,14 @@ static const struct setting settings[] = {
       "seconds a signed request's timestamp may be off" },
     { "db-wait-ms", "CPX_DB_WAIT_MS", INT, S(db_wait_ms), "2000", 1, 60000,
       "milliseconds a request waits for a database connection (then 503)" },
+    { "fee-maker-bps", "CPX_FEE_MAKER_BPS", INT, S(fee_maker_bps), "10", 0, 1000,
+      "commission in basis points on a fill whose order was resting" },
+    { "fee-taker-bps", "CPX_FEE_TAKER_BPS", INT, S(fee_taker_bps), "20", 0, 1000,
+      "commission in basis points on a fill whose order arrived" },
+    { "batch-max", "CPX_BATCH_MAX", INT, S(batch_max), "1000", 1, 100000,
+      "most commands the sequencer commits in one transaction" },
+    { "max-resting", "CPX_MAX_RESTING", INT, S(max_resting), "1000000", 1, 100000000,
+      "most orders and listings resting in the books (then 503 book_full)" },
     { "log-level", "CPX_LOG_LEVEL", STR, S(log_level), "info", 0, 0, "debug, info, warn or error" },
 };
 #undef S

@@ -25,7 +25,11 @@ struct config {
     int64_t max_body;   /* largest request body accepted, bytes */
     int64_t clock_skew; /* seconds a signed request's timestamp may differ from ours */
     int64_t db_wait_ms; /* how long a request waits for a free database connection */
-    char *log_level;    /* debug, info, warn or error */
+    int64_t fee_maker_bps;   /* commission on a fill whose order was resting, basis points */
+    int64_t fee_taker_bps;   /* commission on a fill whose order arrived, basis points */
+    int64_t batch_max;       /* most commands per sequencer batch */
+    int64_t max_resting;     /* most orders and listings resting at once */
+    char *log_level;         /* debug, info, warn or error */
     bool print_verifier_key; /* --print-verifier-key: print it and exit */
 };
 

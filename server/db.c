@@ -30,6 +30,7 @@ static const struct db_statement *const statement_tables[] = {
     db_core_statements,
     db_identity_statements,
     db_ledger_statements,
+    db_trading_statements,
 };
 
 const struct db_statement db_core_statements[] = {
@@ -324,6 +325,11 @@ static enum db_status simple(struct db_conn *c, const char *sql)
     if (st == DB_OK)
         PQclear(r);
     return st;
+}
+
+enum db_status db_exec(struct db_conn *c, const char *sql)
+{
+    return simple(c, sql);
 }
 
 /* Sleeps before retry `attempt` (1-based): 1, 2, 4 ... ms, with up to 100% jitter. */

@@ -90,6 +90,9 @@ enum db_status db_command(struct db_conn *c, const char *name, int nparams,
 enum db_status db_copy_in(struct db_conn *c, const char *what, const char *sql, const void *data,
                           size_t len);
 
+/* Runs a fixed SQL text of ours without parameters (BEGIN, COMMIT, ROLLBACK). */
+enum db_status db_exec(struct db_conn *c, const char *sql);
+
 enum db_isolation { DB_READ_COMMITTED, DB_REPEATABLE_READ, DB_SERIALIZABLE };
 
 /* The body of a transaction. It may run several times (after DB_SOFT), so it must reset any
@@ -123,5 +126,6 @@ char *db_bytea_param(const uint8_t *data, size_t n, char *out);
 extern const struct db_statement db_core_statements[];
 extern const struct db_statement db_identity_statements[];
 extern const struct db_statement db_ledger_statements[];
+extern const struct db_statement db_trading_statements[];
 
 #endif

@@ -35,6 +35,13 @@ static const struct err_info table[E_COUNT] = {
     [E_RECORD_NOT_FOUND] = { 404, "record_not_found", "The ledger has no record with that seq." },
     [E_CHECKPOINT_NOT_FOUND] = { 404, "checkpoint_not_found",
                                  "The ledger has no checkpoint of that size." },
+    [E_LISTING_NOT_FOUND] = { 404, "listing_not_found", "You have no listing with that id." },
+    [E_ORDER_NOT_FOUND] = { 404, "order_not_found", "You have no order with that id." },
+    [E_AGREEMENT_NOT_FOUND] = { 404, "agreement_not_found", "You have no agreement with that id." },
+    [E_JOB_NOT_FOUND] = { 404, "job_not_found",
+                          "No job description with that SHA-256 was stored by you (POST "
+                          "/v1/jobs)." },
+    [E_MARKET_NOT_FOUND] = { 404, "market_not_found", "No market has that precision and region." },
     [E_METHOD_NOT_ALLOWED] = { 405, "method_not_allowed",
                                "This endpoint does not take that method." },
     [E_IDENTITY_EXISTS] = { 409, "identity_exists", "This key is already registered." },
@@ -46,6 +53,13 @@ static const struct err_info table[E_COUNT] = {
                                    "This Idempotency-Key was used for a different request." },
     [E_KEY_IN_USE] = { 409, "key_in_use",
                        "That key belongs to an identity or was retired by a key rotation." },
+    [E_NOT_OPEN] = { 409, "not_open",
+                     "It has already left the book (filled, cancelled or expired)." },
+    [E_CLIENT_ORDER_ID_REUSED] = { 409, "client_order_id_reused",
+                                   "This client_order_id was used for a different order." },
+    [E_INSUFFICIENT_FUNDS] = { 422, "insufficient_funds",
+                               "The available balance does not cover the order's hold." },
+    [E_ORDER_REJECTED] = { 422, "order_rejected", "The market refused the order or listing." },
     [E_BODY_TOO_LARGE] = { 413, "body_too_large", "The request body is too large." },
     [E_UNSUPPORTED_MEDIA_TYPE] = { 415, "unsupported_media_type",
                                    "Request bodies must be application/json." },
@@ -53,6 +67,9 @@ static const struct err_info table[E_COUNT] = {
     [E_DATABASE_UNAVAILABLE] = { 503, "database_unavailable",
                                  "The database is unavailable; retry shortly." },
     [E_BUSY] = { 503, "busy", "Too many changes at once; retry shortly." },
+    [E_BOOK_FULL] = { 503, "book_full", "The books hold as many resting orders as they may." },
+    [E_SEQUENCER_UNAVAILABLE] = { 503, "sequencer_unavailable",
+                                  "The market is not taking orders right now; retry shortly." },
 };
 
 const struct err_info *err_info(enum err e)

@@ -33,6 +33,11 @@ enum err {
     E_IDENTITY_NOT_FOUND,
     E_RECORD_NOT_FOUND,
     E_CHECKPOINT_NOT_FOUND,
+    E_LISTING_NOT_FOUND,
+    E_ORDER_NOT_FOUND,
+    E_AGREEMENT_NOT_FOUND,
+    E_JOB_NOT_FOUND,
+    E_MARKET_NOT_FOUND,
     E_METHOD_NOT_ALLOWED,
     /* 409: conflicts with the current state */
     E_IDENTITY_EXISTS,
@@ -40,6 +45,11 @@ enum err {
     E_INVALID_STATE,
     E_IDEMPOTENCY_KEY_REUSED,
     E_KEY_IN_USE,
+    E_NOT_OPEN,
+    E_CLIENT_ORDER_ID_REUSED,
+    /* 422: well-formed, but the market refuses it */
+    E_INSUFFICIENT_FUNDS,
+    E_ORDER_REJECTED,
     /* 413, 415 */
     E_BODY_TOO_LARGE,
     E_UNSUPPORTED_MEDIA_TYPE,
@@ -47,6 +57,8 @@ enum err {
     E_INTERNAL,
     E_DATABASE_UNAVAILABLE,
     E_BUSY,
+    E_BOOK_FULL,
+    E_SEQUENCER_UNAVAILABLE,
     E_COUNT
 };
 

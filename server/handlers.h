@@ -30,4 +30,26 @@ void h_ledger_consistency(struct request *req);
 void h_ledger_keys(struct request *req);
 void h_ledger_export(struct request *req);
 
+/* h_market.c */
+void h_regions(struct request *req);
+void h_listing_create(struct request *req);
+void h_listing_cancel(struct request *req);
+void h_listing_list(struct request *req);
+void h_listing_show(struct request *req);
+void h_job_create(struct request *req);
+void h_order_create(struct request *req);
+void h_order_cancel(struct request *req);
+void h_order_list(struct request *req);
+void h_order_show(struct request *req);
+void h_agreement_list(struct request *req);
+void h_agreement_show(struct request *req);
+void h_deposit(struct request *req);
+void h_account_me(struct request *req);
+void h_account_show(struct request *req);
+void h_markets(struct request *req);
+void h_fees(struct request *req);
+void h_book(struct request *req);
+void h_price_index(struct request *req);
+void h_trades(struct request *req);
+
 #endif

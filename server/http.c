@@ -240,6 +240,8 @@ static void dispatch(struct request *req)
     if (!auth_request(req, route))
         return;
     route->handler(req);
+    if (req->suspended) /* another thread answers it; req may already be answered */
+        return;
     if (req->response == NULL) {
         log_error("%s: handler gave no answer", route->name);
         reply_error(req, E_INTERNAL, NULL, NULL);
@@ -330,9 +332,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         return MHD_YES;
     }
-    if (req->status == 0)
+    if (!req->dispatched) {
+        req->dispatched = true;
         dispatch(req);
+        if (req->suspended) /* the sequencer answers it, then resumes the connection */
+            return MHD_YES;
+    }
     return send_reply(req);
+}
+
+void request_suspend(struct request *req)
+{
+    req->suspended = true;
+    MHD_suspend_connection(req->conn);
+}
+
+void request_resume(struct request *req)
+{
+    MHD_resume_connection(req->conn);
 }
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)

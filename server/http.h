@@ -47,6 +47,8 @@ struct request {
     uint64_t started_ns;           /* monotonic time the request arrived */
     int status;                    /* status of the reply, 0 until answered */
     bool queued;                   /* the reply has been handed to libmicrohttpd */
+    bool dispatched;               /* the handler has run */
+    bool suspended;                /* handed to the sequencer, which answers and resumes it */
     struct MHD_Response *response; /* the reply, until queued */
 };
 
@@ -103,6 +105,14 @@ bool request_page(struct request *req, int *limit, const char **after);
  */
 struct spec;
 bool request_parse(struct request *req, const struct spec *spec, void *dest);
+
+/*
+ * Suspends req's connection until request_resume (libmicrohttpd stops calling back for it). For
+ * a handler that hands the request to another thread: call it before handing over; the other
+ * thread answers with a reply_* call and then calls request_resume.
+ */
+void request_suspend(struct request *req);
+void request_resume(struct request *req);
 
 /* Starts listening as configured; returns false after logging why. */
 bool http_start(struct server *srv);

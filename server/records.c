@@ -4,6 +4,7 @@
 #include "server/records.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "server/http.h"
@@ -41,6 +42,75 @@ static void party_of(const struct request *req, struct cpx_party *p)
     p->body = (const uint8_t *)(req->body ? req->body : "");
     p->body_len = req->body_len;
     memcpy(p->sig, req->auth.sig, sizeof p->sig);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Writes a jansson value canonically: object members sorted by key (our keys are ASCII, where
+ * UTF-16 order is byte order). False for what the ledger cannot hold (a real) or out of memory;
+ * the writer itself refuses out-of-range integers and invalid UTF-8. */
+static bool canon_json(struct cpx_canon_writer *w, const json_t *v)
+{
+    const char *k;
+    json_t *m;
+    size_t i;
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        size_t n = json_object_size(v);
+        const char **keys = malloc((n ? n : 1) * sizeof *keys);
+        if (keys == NULL)
+            return false;
+        i = 0;
+        json_object_foreach((json_t *)v, k, m) keys[i++] = k;
+        qsort(keys, n, sizeof *keys, cmp_str);
+        bool ok = true;
+        cpx_canon_begin_object(w);
+        for (i = 0; i < n && ok; i++) {
+            cpx_canon_key(w, keys[i], strlen(keys[i]));
+            ok = canon_json(w, json_object_get(v, keys[i]));
+        }
+        cpx_canon_end_object(w);
+        free(keys);
+        return ok;
+    }
+    case JSON_ARRAY:
+        cpx_canon_begin_array(w);
+        json_array_foreach(v, i, m) if (!canon_json(w, m)) return false;
+        cpx_canon_end_array(w);
+        return true;
+    case JSON_STRING: cpx_canon_string(w, json_string_value(v), json_string_length(v)); return true;
+    case JSON_INTEGER: cpx_canon_int(w, json_integer_value(v)); return true;
+    case JSON_TRUE: cpx_canon_bool(w, true); return true;
+    case JSON_FALSE: cpx_canon_bool(w, false); return true;
+    case JSON_NULL: cpx_canon_null(w); return true;
+    default: return false; /* JSON_REAL: there are no reals in the ledger */
+    }
+}
+
+enum db_status records_market(struct db_conn *c, struct ledger_batch *b, enum cpx_kind kind,
+                              const json_t *payload, const struct request *req, uint64_t *seq)
+{
+    struct cpx_canon_writer w;
+    cpx_canon_writer_init(&w);
+    bool whole = canon_json(&w, payload);
+    const uint8_t *bytes;
+    size_t len;
+    enum cpx_canon_error err = cpx_canon_writer_finish(&w, &bytes, &len);
+    enum db_status st = DB_HARD;
+    if (!whole || err != CPX_CANON_OK) {
+        log_error("a %s record's payload cannot be written canonically: %s", cpx_kind_name(kind),
+                  whole ? cpx_canon_error_text(err) : "a real number");
+    } else {
+        struct cpx_party party;
+        if (req != NULL)
+            party_of(req, &party);
+        st = ledger_append(c, b, kind, req ? &party : NULL, bytes, len, seq);
+    }
+    cpx_canon_writer_free(&w);
+    return st;
 }
 
 bool records_require_canonical_body(struct request *req)

@@ -8,6 +8,7 @@
 #ifndef CPX_SERVER_RECORDS_H
 #define CPX_SERVER_RECORDS_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -26,6 +27,15 @@ unsigned records_ledger_roles(unsigned roles);
  * identity-family request must be. Otherwise answers 400 and returns false.
  */
 bool records_require_canonical_body(struct request *req);
+
+/*
+ * Appends a market record (listing, order, cancel, agreement, deposit: docs/trading.md) whose
+ * payload is the JSON object payload, written canonically (sorted keys; integers must be within
+ * +-(2^53-1), strings UTF-8, no reals). req is the party's signed request, or NULL for the
+ * exchange's own record. DB_HARD when the payload cannot be written canonically (logged).
+ */
+enum db_status records_market(struct db_conn *c, struct ledger_batch *b, enum cpx_kind kind,
+                              const json_t *payload, const struct request *req, uint64_t *seq);
 
 /*
  * Append the identity, approval/rejection and key_rotation records. req is the originating

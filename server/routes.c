@@ -2,8 +2,9 @@
  * The route table and the matcher: see routes.h.
  *
  * Matching compares path segments one by one; a {param} segment matches 1 to 63 characters of
- * [a-z0-9_] (every id of the API), so anything else in that position is a 404, never a handler's
- * problem. The table is short and linear search is faster than anything cleverer at this size.
+ * [a-z0-9_-] (every id of the API, and region ids such as greater-bay), so anything else in that
+ * position is a 404, never a handler's problem. The table is short and linear search is faster than
+ * anything cleverer at this size.
  */
 #include "server/routes.h"
 
@@ -12,6 +13,9 @@
 
 #include "server/handlers.h"
 #include "server/identity.h"
+
+/* Who may read a market object: its owner's role, and regulators and operators (any object). */
+#define MARKET_READERS(owner_role) ((owner_role) | ROLE_REGULATOR | ROLE_OPERATOR)
 
 struct route routes[] = {
     /* health and operations */
@@ -34,6 +38,29 @@ struct route routes[] = {
     { "GET", "/v1/ledger/consistency", h_ledger_consistency, ACCESS_PUBLIC, 0, NULL },
     { "GET", "/v1/ledger/keys", h_ledger_keys, ACCESS_PUBLIC, 0, NULL },
     { "GET", "/v1/ledger/export", h_ledger_export, ACCESS_PUBLIC, 0, NULL },
+    /* the market: listings, orders, agreements, money (docs/trading.md) */
+    { "GET", "/v1/regions", h_regions, ACCESS_PUBLIC, 0, NULL },
+    { "POST", "/v1/listings", h_listing_create, ACCESS_ROLE, ROLE_PROVIDER, NULL },
+    { "GET", "/v1/listings", h_listing_list, ACCESS_ROLE, ROLE_PROVIDER, NULL },
+    { "GET", "/v1/listings/{id}", h_listing_show, ACCESS_ROLE, MARKET_READERS(ROLE_PROVIDER),
+      NULL },
+    { "DELETE", "/v1/listings/{id}", h_listing_cancel, ACCESS_ROLE, ROLE_PROVIDER, NULL },
+    { "POST", "/v1/jobs", h_job_create, ACCESS_ROLE, ROLE_BUYER, NULL },
+    { "POST", "/v1/orders", h_order_create, ACCESS_ROLE, ROLE_BUYER, NULL },
+    { "GET", "/v1/orders", h_order_list, ACCESS_ROLE, ROLE_BUYER, NULL },
+    { "GET", "/v1/orders/{id}", h_order_show, ACCESS_ROLE, MARKET_READERS(ROLE_BUYER), NULL },
+    { "DELETE", "/v1/orders/{id}", h_order_cancel, ACCESS_ROLE, ROLE_BUYER, NULL },
+    { "GET", "/v1/agreements", h_agreement_list, ACCESS_ROLE, ROLE_ALL, NULL },
+    { "GET", "/v1/agreements/{id}", h_agreement_show, ACCESS_ROLE, ROLE_ALL, NULL },
+    { "POST", "/v1/accounts/{id}/deposits", h_deposit, ACCESS_ROLE, ROLE_OPERATOR, NULL },
+    { "GET", "/v1/accounts/me", h_account_me, ACCESS_ROLE, ROLE_ALL, NULL },
+    { "GET", "/v1/accounts/{id}", h_account_show, ACCESS_ROLE, ROLE_ALL, NULL },
+    /* public market data */
+    { "GET", "/v1/markets", h_markets, ACCESS_PUBLIC, 0, NULL },
+    { "GET", "/v1/markets/fees", h_fees, ACCESS_PUBLIC, 0, NULL },
+    { "GET", "/v1/markets/{precision}/{region}/book", h_book, ACCESS_PUBLIC, 0, NULL },
+    { "GET", "/v1/markets/{precision}/index", h_price_index, ACCESS_PUBLIC, 0, NULL },
+    { "GET", "/v1/trades", h_trades, ACCESS_PUBLIC, 0, NULL },
 };
 const size_t nroutes = sizeof routes / sizeof routes[0];
 
@@ -53,7 +80,7 @@ const char *const *routes_init(void)
 
 static bool param_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
 }
 
 /* Does path[0..len) fit pattern? Copies params when it does. */

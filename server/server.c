@@ -22,6 +22,7 @@
 #include "server/records.h"
 #include "server/replay.h"
 #include "server/routes.h"
+#include "server/sequencer.h"
 #include "server/util.h"
 
 #define CONNECT_ATTEMPTS    20 /* at start, one every half second */
@@ -316,6 +317,7 @@ int server_start(struct server *srv, const struct config *cfg)
     pthread_mutex_init(&srv->maint_mu, NULL);
     pthread_mutex_init(&srv->ledger_mu, NULL);
     pthread_cond_init(&srv->maint_wake, NULL);
+    market_snapshot_init(&srv->snapshot);
     log_set_level((enum log_level)log_level_parse(cfg->log_level));
 
     const char *bad = ledger_signer_load(&srv->signer, cfg->exchange_key, cfg->ledger_origin);
@@ -343,6 +345,12 @@ int server_start(struct server *srv, const struct config *cfg)
     }
     if (bootstrap(srv) != 0)
         goto fail;
+    srv->seq = sequencer_start(srv, &err);
+    if (srv->seq == NULL) {
+        log_error("market: %s", err ? err : "cannot start the sequencer");
+        free(err);
+        goto fail;
+    }
     if (!http_start(srv))
         goto fail;
     if (cfg->port_file != NULL && write_port_file(cfg->port_file, srv->port) != 0)
@@ -365,7 +373,10 @@ void server_stop(struct server *srv)
         pthread_join(srv->maint_thread, NULL);
         srv->maint_running = false;
     }
+    sequencer_stop(srv->seq); /* answers what is queued; later orders get 503 */
     http_stop(srv);
+    sequencer_free(srv->seq);
+    srv->seq = NULL;
     replay_free(srv->replay);
     metrics_free(srv->metrics);
     db_pool_close(srv->db);
@@ -376,4 +387,5 @@ void server_stop(struct server *srv)
     pthread_mutex_destroy(&srv->maint_mu);
     pthread_mutex_destroy(&srv->ledger_mu);
     pthread_cond_destroy(&srv->maint_wake);
+    market_snapshot_free(&srv->snapshot);
 }

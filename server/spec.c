@@ -1,6 +1,7 @@
 /*
  * The declarative request parser: see spec.h. One pass over the table, then one pass over the
- * object's keys to refuse unknown ones. Errors name the dotted path of the field at fault.
+ * object's keys to refuse unknown ones. Errors name the dotted path of the field at fault (for a
+ * money field, the key actually sent: "price" or "price_micro").
  */
 #include "server/spec.h"
 
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "ledger/keyfile.h"
+#include "server/money.h"
 #include "server/util.h"
 
 __attribute__((format(printf, 4, 5))) static bool fail(struct spec_error *err, enum err code,
@@ -61,9 +63,42 @@ static const char *word_list(const char *const *values, char *out, size_t cap)
 static bool parse_object(const json_t *obj, const struct spec *spec, void *dest, const char *prefix,
                          struct spec_error *err);
 
-/* Parses one present value v of field s (full dotted name `path`) into dest. */
-static bool parse_value(const json_t *v, const struct spec *s, void *dest, const char *path,
-                        struct spec_error *err)
+/* The value of a money field sent as v, in micro-CNY: a decimal CNY string, or an integer of
+ * micro-CNY when it came under the key "<name>_micro" (micro is true). path names the key sent. */
+static bool parse_money(const json_t *v, const struct spec *s, int64_t *at, bool micro,
+                        const char *path, struct spec_error *err)
+{
+    int64_t x;
+    if (micro) {
+        if (!json_is_integer(v))
+            return fail(
+                err, E_INVALID_FIELD, path,
+                "%s must be an integer amount of micro-CNY (1 CNY = 1000000), e.g. 15200000", path);
+        x = json_integer_value(v);
+    } else {
+        const char *str = json_is_string(v) ? json_string_value(v) : NULL;
+        if (str == NULL || strlen(str) != json_string_length(v) || !money_parse(str, &x))
+            return fail(err, E_INVALID_FIELD, path,
+                        "%s must be a decimal amount of CNY with at most 6 decimals, e.g. \"15.2\"",
+                        path);
+    }
+    if (x < s->min || x > s->max) {
+        if (micro)
+            return fail(err, E_INVALID_FIELD, path, "%s must be from %lld to %lld micro-CNY", path,
+                        (long long)s->min, (long long)s->max);
+        char lo[MONEY_STR_MAX], hi[MONEY_STR_MAX];
+        money_format(s->min, lo);
+        money_format(s->max, hi);
+        return fail(err, E_INVALID_FIELD, path, "%s must be from %s to %s CNY", path, lo, hi);
+    }
+    *at = x;
+    return true;
+}
+
+/* Parses one present value v of field s (full dotted name `path`, the key sent) into dest; micro:
+ * a SPEC_MONEY value came as "<name>_micro". */
+static bool parse_value(const json_t *v, const struct spec *s, void *dest, bool micro,
+                        const char *path, struct spec_error *err)
 {
     char *at = (char *)dest + s->offset;
     char words[256];
@@ -140,8 +175,23 @@ static bool parse_value(const json_t *v, const struct spec *s, void *dest, const
         if (!json_is_object(v))
             return fail(err, E_INVALID_FIELD, path, "%s must be an object", path);
         return parse_object(v, s->fields, dest, path, err);
+    case SPEC_MONEY: return parse_money(v, s, (int64_t *)at, micro, path, err);
     }
     return fail(err, E_INTERNAL, path, "unknown field type");
+}
+
+/* obj[key], or NULL when it is absent or null. */
+static json_t *present(const json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_null(v) ? NULL : v;
+}
+
+/* Is key the "<name>_micro" twin of money field name? */
+static bool is_micro_key(const char *name, const char *key)
+{
+    size_t n = strlen(name);
+    return strncmp(key, name, n) == 0 && strcmp(key + n, "_micro") == 0;
 }
 
 static bool parse_object(const json_t *obj, const struct spec *spec, void *dest, const char *prefix,
@@ -150,15 +200,35 @@ static bool parse_object(const json_t *obj, const struct spec *spec, void *dest,
     char path[128];
     for (const struct spec *s = spec; s->name != NULL; s++) {
         snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", s->name);
-        json_t *v = json_object_get(obj, s->name);
-        if (v == NULL || json_is_null(v)) {
+        json_t *v = present(obj, s->name);
+        bool micro = false;
+        if (s->type == SPEC_MONEY) {
+            char key[128];
+            snprintf(key, sizeof key, "%s_micro", s->name);
+            json_t *m = present(obj, key);
+            if (v != NULL && m != NULL)
+                return fail(err, E_INVALID_FIELD, path,
+                            "%s and %s_micro are the same amount: send one of them, not both", path,
+                            path);
+            if (m != NULL) {
+                v = m;
+                micro = true;
+                snprintf(path, sizeof path, "%s%s%s_micro", prefix, *prefix ? "." : "", s->name);
+            } else if (v == NULL && s->required) {
+                return fail(err, E_MISSING_FIELD, path,
+                            "%s is required (a decimal amount of CNY such as \"15.2\", or "
+                            "%s_micro in micro-CNY)",
+                            path, path);
+            }
+        }
+        if (v == NULL) {
             if (s->required)
                 return fail(err, E_MISSING_FIELD, path, "%s is required", path);
             if (s->type == SPEC_ENUM)
                 *(int *)((char *)dest + s->offset) = -1;
             continue;
         }
-        if (!parse_value(v, s, dest, path, err))
+        if (!parse_value(v, s, dest, micro, path, err))
             return false;
     }
     const char *key;
@@ -167,7 +237,8 @@ static bool parse_object(const json_t *obj, const struct spec *spec, void *dest,
     {
         bool found = false;
         for (const struct spec *s = spec; s->name != NULL && !found; s++)
-            found = strcmp(s->name, key) == 0;
+            found =
+                strcmp(s->name, key) == 0 || (s->type == SPEC_MONEY && is_micro_key(s->name, key));
         if (!found) {
             snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", key);
             return fail(err, E_UNKNOWN_FIELD, path, "%s is not a field of this request", path);

@@ -12,7 +12,8 @@
  *         SPEC_END,
  *     };
  *
- * Strings are borrowed from the json_t: they live as long as the parsed body.
+ * Strings are borrowed from the json_t: they live as long as the parsed body. A money field
+ * SPEC_MONEY("price", ...) also accepts the key "price_micro" (docs/trading.md §1).
  */
 #ifndef CPX_SERVER_SPEC_H
 #define CPX_SERVER_SPEC_H
@@ -33,6 +34,8 @@ enum spec_type {
     SPEC_KEY,    /* uint8_t[32]: an Ed25519 public key in base64 */
     SPEC_TIME,   /* int64_t: an RFC 3339 time, as unix microseconds */
     SPEC_OBJECT, /* a nested object parsed by `fields` into the same destination struct */
+    SPEC_MONEY,  /* int64_t micro-CNY; min/max: bounds in micro-CNY. Field `x` is sent either as
+                    "x":"15.2" (decimal CNY, server/money.h) or as "x_micro":15200000, not both */
 };
 
 struct spec {
@@ -72,6 +75,10 @@ struct spec {
 #define SPEC_TIME(n, T, f, req)                                                                    \
     {                                                                                              \
         n, SPEC_TIME, req, offsetof(T, f), 0, 0, NULL, NULL                                        \
+    }
+#define SPEC_MONEY(n, T, f, req, lo, hi)                                                           \
+    {                                                                                              \
+        n, SPEC_MONEY, req, offsetof(T, f), lo, hi, NULL, NULL                                     \
     }
 #define SPEC_OBJ(n, req, sub)                                                                      \
     {                                                                                              \

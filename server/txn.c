@@ -171,18 +171,25 @@ static bool idem_key_valid(const char *k)
     return true;
 }
 
-void handler_transact(struct request *req, handler_tx_fn fn, void *arg)
+bool tx_idempotency_key(struct request *req, const char **key, uint8_t hash[32])
 {
-    struct tx_state s = { .req = req, .fn = fn, .arg = arg };
-    s.idem_key = request_header(req, "Idempotency-Key");
-    if (s.idem_key != NULL && !idem_key_valid(s.idem_key)) {
+    *key = request_header(req, "Idempotency-Key");
+    if (*key != NULL && !idem_key_valid(*key)) {
         reply_error(req, E_INVALID_HEADER, "Idempotency-Key",
                     "Idempotency-Key must be 1 to %d visible ASCII characters.",
                     IDEMPOTENCY_KEY_MAX);
-        return;
+        return false;
     }
-    if (s.idem_key != NULL)
-        request_hash(req, s.idem_hash);
+    if (*key != NULL)
+        request_hash(req, hash);
+    return true;
+}
+
+void handler_transact(struct request *req, handler_tx_fn fn, void *arg)
+{
+    struct tx_state s = { .req = req, .fn = fn, .arg = arg };
+    if (!tx_idempotency_key(req, &s.idem_key, s.idem_hash))
+        return;
     ledger_batch_init(&s.ledger, &req->srv->signer);
     /* Every such change appends to the ledger and so takes its head row: one at a time per
      * process, or concurrent ones would only collide there and retry (other cpxd processes

@@ -45,6 +45,13 @@ enum db_status tx_ok(struct tx_reply *out, int status, json_t *body);
 enum db_status tx_fail(struct tx_reply *out, enum err e, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/*
+ * Reads req's Idempotency-Key header: *key NULL when absent, else the key and in hash the digest
+ * of what makes two requests the same (method, target, body). Answers 400 and returns false
+ * when the header is malformed.
+ */
+bool tx_idempotency_key(struct request *req, const char **key, uint8_t hash[32]);
+
 /* Runs fn for req as described above and answers the request. */
 void handler_transact(struct request *req, handler_tx_fn fn, void *arg);
 

@@ -1,0 +1,1708 @@
+/*
+ * The sequencer: see sequencer.h and docs/trading.md §5.
+ *
+ * State the sequencer thread alone touches:
+ *   engine     the books (matching/)
+ *   orders     live (resting) orders by id, with their hold; listings likewise
+ *   accounts   every owner's balances, all of them, loaded at start: this thread is the only
+ *              writer of accounts, so memory is the truth and each batch writes back what moved
+ *   names      vendor and vendor/model names and the engine's small ids for them
+ *
+ * A batch, in one transaction:
+ *   1. lock the ledger head; record the requests' signatures (durable replay guard); re-read the
+ *      callers' keys and status; find repeated client order ids. A failure here answers the
+ *      batch 503 and changes nothing.
+ *   2. expire what is due, then apply each command: money, engine, and for each engine event the
+ *      ledger record, the entries and the rows it implies. Every command's answer is built as
+ *      soon as it is applied (sequencer order).
+ *   3. write journal, rows, entries, balances, ledger and checkpoint, the batch row; COMMIT.
+ *      From step 2 on the engine has moved: a failure stops cpxd (it must not serve books that
+ *      differ from the database; a restart rebuilds them from what committed).
+ *   4. publish the book snapshot, answer and resume every request.
+ */
+#include "server/sequencer.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ledger/codec.h"
+#include "server/db_identities.h"
+#include "server/db_trading.h"
+#include "server/http.h"
+#include "server/log.h"
+#include "server/market.h"
+#include "server/metrics.h"
+#include "server/money.h"
+#include "server/records.h"
+#include "server/server.h"
+#include "server/u64map.h"
+#include "server/util.h"
+
+#define JOURNAL_PAGE 10000 /* journal rows read per query at start */
+
+struct live_order {
+    struct order_row row;
+    bool is_new;       /* inserted by the batch in progress */
+    bool dirty;        /* changed by the batch in progress (listed in b.orders) */
+    int64_t closed_at; /* unix seconds, once it left the book */
+};
+
+struct live_listing {
+    struct listing_row row;
+    bool is_new, dirty;
+    int64_t closed_at;
+};
+
+struct account {
+    char owner[CPX_ID_MAX];
+    int64_t bal[ACC_NKINDS];
+    bool dirty;
+};
+
+struct name {
+    uint32_t id;
+    char text[MARKET_NAME_MAX];
+};
+
+/* Per-command outcome, answered after COMMIT. */
+struct outcome {
+    bool failed;
+    enum err error;
+    char field[64];
+    char message[300];
+    int status;
+    json_t *body;
+};
+
+/* What the batch in progress will write. */
+struct batch {
+    struct seq_cmd **cmds;
+    struct outcome *out;
+    size_t n, cap;
+    struct ledger_batch ledger;
+    struct strbuf journal, agreements, entries, new_orders, new_listings;
+    size_t njournal;
+    struct live_order **orders; /* dirty orders */
+    size_t norders, orders_cap;
+    struct live_listing **listings;
+    size_t nlistings, listings_cap;
+    struct account **accounts;
+    size_t naccounts, accounts_cap;
+    size_t names_before;   /* names known before the batch: the rest are new */
+    struct u64map placed;  /* hash(buyer, client_order_id) -> live_order placed in this batch */
+    struct u64map repeats; /* hash(buyer, client_order_id) -> order_row found in the database */
+    bool wrote;            /* something to commit */
+};
+
+struct sequencer {
+    struct server *srv;
+    mx_engine *engine;
+    mx_event *events;
+    size_t nevents, events_cap;
+    bool events_failed;
+    struct u64map orders, listings, accounts;
+    struct name *names;
+    size_t nnames, names_cap;
+    uint64_t next_id, next_agreement, next_entry, batch_id, journal_len;
+    int64_t now;
+    int64_t maker_bps, taker_bps;
+    struct batch b;
+    pthread_mutex_t mu;
+    pthread_cond_t wake;
+    struct seq_cmd *head, *tail;
+    bool running, stop;
+    pthread_t thread;
+    PGconn *lock_conn; /* holds the advisory lock that makes this the one sequencer */
+};
+
+/* ---- small helpers ------------------------------------------------------------------------- */
+
+static void fatal(const char *what, enum db_status st)
+{
+    log_error("sequencer: %s failed (status %d) after the books moved; stopping so that a "
+              "restart rebuilds them from what committed",
+              what, (int)st);
+    _exit(70);
+}
+
+static void sink(void *ctx, const mx_event *ev)
+{
+    struct sequencer *s = ctx;
+    if (s->nevents == s->events_cap) {
+        size_t cap = s->events_cap ? s->events_cap * 2 : 256;
+        mx_event *bigger = realloc(s->events, cap * sizeof *bigger);
+        if (bigger == NULL) {
+            s->events_failed = true;
+            return;
+        }
+        s->events = bigger;
+        s->events_cap = cap;
+    }
+    s->events[s->nevents++] = *ev;
+}
+
+static uint64_t key_of(const char *buyer, const char *coid)
+{
+    uint8_t h[32];
+    cpx_sha256_2(buyer, strlen(buyer) + 1, coid, strlen(coid), h);
+    uint64_t k = 0;
+    for (int i = 0; i < 8; i++)
+        k = k << 8 | h[i];
+    return k ? k : 1;
+}
+
+static bool grow(void **arr, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return true;
+    size_t c = *cap ? *cap * 2 : 64;
+    void *bigger = realloc(*arr, c * size);
+    if (bigger == NULL)
+        return false;
+    *arr = bigger;
+    *cap = c;
+    return true;
+}
+
+static void fail(struct outcome *o, enum err e, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void fail(struct outcome *o, enum err e, const char *field, const char *fmt, ...)
+{
+    o->failed = true;
+    o->error = e;
+    snprintf(o->field, sizeof o->field, "%s", field ? field : "");
+    o->message[0] = '\0';
+    if (fmt != NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(o->message, sizeof o->message, fmt, ap);
+        va_end(ap);
+    }
+}
+
+static void succeed(struct outcome *o, int status, json_t *body)
+{
+    json_decref(o->body);
+    o->status = status;
+    o->body = body;
+}
+
+/* ---- COPY text rows ------------------------------------------------------------------------ */
+
+/* Appends one COPY text field (escaped), preceded by a tab unless first. NULL is SQL NULL. */
+static void copy_text(struct strbuf *b, bool first, const char *s)
+{
+    if (!first)
+        strbuf_add(b, "\t", 1);
+    if (s == NULL) {
+        strbuf_add(b, "\\N", 2);
+        return;
+    }
+    for (; *s; s++) {
+        switch (*s) {
+        case '\\': strbuf_add(b, "\\\\", 2); break;
+        case '\t': strbuf_add(b, "\\t", 2); break;
+        case '\n': strbuf_add(b, "\\n", 2); break;
+        case '\r': strbuf_add(b, "\\r", 2); break;
+        default: strbuf_add(b, s, 1);
+        }
+    }
+}
+
+static void copy_i64(struct strbuf *b, int64_t v)
+{
+    strbuf_addf(b, "\t%" PRId64, v);
+}
+
+/* A timestamptz field from unix seconds (0: NULL). */
+static void copy_time(struct strbuf *b, int64_t unix_s)
+{
+    char t[RFC3339_MAX];
+    copy_text(b, false, unix_s ? format_rfc3339(unix_s * 1000000, t) : NULL);
+}
+
+/* ---- accounts and entries ------------------------------------------------------------------ */
+
+static struct account *account_of(struct sequencer *s, const char *owner)
+{
+    uint64_t k = market_owner_number(owner);
+    struct account *a = u64map_get(&s->accounts, k);
+    if (a != NULL) {
+        if (strcmp(a->owner, owner) != 0)
+            fatal("an account number collision", DB_HARD);
+        return a;
+    }
+    a = calloc(1, sizeof *a);
+    if (a == NULL || !u64map_put(&s->accounts, k, a))
+        fatal("allocating an account", DB_HARD);
+    snprintf(a->owner, sizeof a->owner, "%s", owner);
+    return a;
+}
+
+static void touch_account(struct sequencer *s, struct account *a)
+{
+    if (a->dirty)
+        return;
+    if (!grow((void **)&s->b.accounts, &s->b.accounts_cap, s->b.naccounts, sizeof *s->b.accounts))
+        fatal("allocating", DB_HARD);
+    a->dirty = true;
+    s->b.accounts[s->b.naccounts++] = a;
+}
+
+/* Moves amount (> 0) between two accounts as one entry. The callers have checked the source
+ * covers it; a shortfall here is a bug of ours, and stopping beats a negative balance. */
+static void move(struct sequencer *s, struct account *from, enum account_kind fk,
+                 struct account *to, enum account_kind tk, int64_t amount, const char *reason,
+                 const char *ref)
+{
+    if (amount == 0)
+        return;
+    if (amount < 0 || (fk != ACC_EXTERNAL && from->bal[fk] < amount) ||
+        !money_add(to->bal[tk], amount, &to->bal[tk]))
+        fatal("a money movement check", DB_HARD);
+    from->bal[fk] -= amount;
+    touch_account(s, from);
+    touch_account(s, to);
+    struct strbuf *e = &s->b.entries;
+    strbuf_addf(e, "%" PRIu64 "\t%" PRIu64, s->next_entry++, s->batch_id);
+    copy_text(e, false, from->owner);
+    copy_text(e, false, account_kind_names[fk]);
+    copy_text(e, false, to->owner);
+    copy_text(e, false, account_kind_names[tk]);
+    strbuf_addf(e, "\t%" PRId64, amount);
+    copy_text(e, false, reason);
+    copy_text(e, false, ref);
+    copy_time(e, s->now);
+    strbuf_add(e, "\n", 1);
+    s->b.wrote = true;
+}
+
+/* ---- names --------------------------------------------------------------------------------- */
+
+/* The engine id of a vendor or vendor/model name, assigned on first use (written with the batch).
+ */
+static uint32_t name_id(struct sequencer *s, const char *text)
+{
+    for (size_t i = 0; i < s->nnames; i++)
+        if (strcmp(s->names[i].text, text) == 0)
+            return s->names[i].id;
+    if (!grow((void **)&s->names, &s->names_cap, s->nnames, sizeof *s->names))
+        fatal("allocating a name", DB_HARD);
+    struct name *n = &s->names[s->nnames++];
+    n->id = (uint32_t)s->nnames;
+    snprintf(n->text, sizeof n->text, "%s", text);
+    s->b.wrote = true;
+    return n->id;
+}
+
+/* ---- live orders and listings -------------------------------------------------------------- */
+
+static void dirty_order(struct sequencer *s, struct live_order *o)
+{
+    if (o->dirty)
+        return;
+    if (!grow((void **)&s->b.orders, &s->b.orders_cap, s->b.norders, sizeof *s->b.orders))
+        fatal("allocating", DB_HARD);
+    o->dirty = true;
+    s->b.orders[s->b.norders++] = o;
+    s->b.wrote = true;
+}
+
+static void dirty_listing(struct sequencer *s, struct live_listing *l)
+{
+    if (l->dirty)
+        return;
+    if (!grow((void **)&s->b.listings, &s->b.listings_cap, s->b.nlistings, sizeof *s->b.listings))
+        fatal("allocating", DB_HARD);
+    l->dirty = true;
+    s->b.listings[s->b.nlistings++] = l;
+    s->b.wrote = true;
+}
+
+static void free_order(struct live_order *o)
+{
+    order_row_free(&o->row);
+    free(o);
+}
+
+static void free_listing(struct live_listing *l)
+{
+    listing_row_free(&l->row);
+    free(l);
+}
+
+/* ---- the engine and the journal ------------------------------------------------------------ */
+
+/* Appends cmd to the journal of the batch in progress. */
+static void journal(struct sequencer *s, const mx_command *cmd)
+{
+    uint8_t buf[MX_COMMAND_MAX_BYTES];
+    size_t len = mx_encode_command(cmd, buf, sizeof buf);
+    if (len == 0)
+        fatal("encoding an engine command", DB_HARD);
+    char hex[2 * MX_COMMAND_MAX_BYTES + 1];
+    cpx_hex_encode(buf, len, hex);
+    strbuf_addf(&s->b.journal, "%" PRIu64 "\t%" PRIu64 "\t\\\\x%s\n", ++s->journal_len, s->batch_id,
+                hex);
+    s->b.njournal++;
+    s->b.wrote = true;
+}
+
+/* Runs one engine command at the sequencer's clock and journals it. Events land in s->events. */
+static mx_reason run(struct sequencer *s, mx_command *cmd)
+{
+    cmd->now = s->now;
+    journal(s, cmd);
+    s->nevents = 0;
+    mx_reason r = mx_apply(s->engine, cmd);
+    if (s->events_failed)
+        fatal("recording engine events", DB_HARD);
+    return r;
+}
+
+/* The event rejecting the command, if any. */
+static const mx_event *rejection(const struct sequencer *s)
+{
+    for (size_t i = 0; i < s->nevents; i++)
+        if (s->events[i].kind == MX_EV_REJECTED)
+            return &s->events[i];
+    return NULL;
+}
+
+static void refuse_engine(struct outcome *out, const mx_event *ev, const char *what)
+{
+    if (ev->reason == MX_R_FULL)
+        fail(out, E_BOOK_FULL, NULL, NULL);
+    else if (ev->reason == MX_R_NO_MEMORY)
+        fail(out, E_BUSY, NULL, "The exchange is short of memory; retry shortly.");
+    else
+        fail(out, E_ORDER_REJECTED, NULL, "The matching engine refused the %s: %s.", what,
+             mx_reason_name((mx_reason)ev->reason));
+}
+
+/* ---- records ------------------------------------------------------------------------------- */
+
+static uint64_t record(struct sequencer *s, enum cpx_kind kind, json_t *payload,
+                       const struct request *party, struct db_conn *c)
+{
+    uint64_t seq = 0;
+    enum db_status st = records_market(c, &s->b.ledger, kind, payload, party, &seq);
+    json_decref(payload);
+    if (st != DB_OK)
+        fatal("appending a ledger record", st);
+    s->b.wrote = true;
+    return seq;
+}
+
+static json_t *id_json(const char *prefix, uint64_t id)
+{
+    char text[MARKET_ID_MAX];
+    market_id_format(text, prefix, id);
+    return json_string(text);
+}
+
+/* ---- applying engine events ---------------------------------------------------------------- */
+
+struct ctx {
+    struct sequencer *s;
+    struct db_conn *c;
+    const struct request *req; /* the command's request (its party), or NULL for an expiry tick */
+};
+
+static void on_fill(struct ctx *x, const mx_event *ev)
+{
+    struct sequencer *s = x->s;
+    bool bid_takes = ev->taker_side == MX_BID;
+    uint64_t bid_id = bid_takes ? ev->taker_id : ev->maker_id;
+    uint64_t ask_id = bid_takes ? ev->maker_id : ev->taker_id;
+    struct live_order *o = u64map_get(&s->orders, bid_id);
+    struct live_listing *l = u64map_get(&s->listings, ask_id);
+    if (o == NULL || l == NULL)
+        fatal("finding the two sides of a fill", DB_HARD);
+    int64_t value, commission, escrow;
+    if (!money_value(ev->price, ev->tflops, ev->devices, ev->hours, &value) ||
+        !money_commission(value, bid_takes ? s->taker_bps : s->maker_bps, &commission) ||
+        !money_add(value, commission, &escrow) || escrow > o->row.v.hold_left)
+        fatal("pricing a fill within its order's hold", DB_HARD);
+    uint64_t agr = s->next_agreement++;
+    char agr_id[MARKET_ID_MAX];
+    market_id_format(agr_id, "agr_", agr);
+    struct account *buyer = account_of(s, o->row.v.buyer);
+    move(s, buyer, ACC_HELD, buyer, ACC_ESCROW, escrow, "fill", agr_id);
+    o->row.v.hold_left -= escrow;
+    o->row.v.filled_devices += ev->devices;
+    o->row.v.remaining = bid_takes ? ev->taker_remaining : ev->maker_remaining;
+    l->row.v.remaining = bid_takes ? ev->maker_remaining : ev->taker_remaining;
+    json_array_append_new(o->row.agreements, json_string(agr_id));
+    dirty_order(s, o);
+    dirty_listing(s, l);
+
+    const char *precision = market_precisions[ev->precision];
+    const char *region = market_regions[ev->region].id;
+    const char *maker = bid_takes ? "provider" : "buyer";
+    json_t *p = json_object();
+    json_object_set_new(p, "id", json_string(agr_id));
+    json_object_set_new(p, "order", id_json("ord_", bid_id));
+    json_object_set_new(p, "listing", id_json("lst_", ask_id));
+    json_object_set_new(p, "buyer", json_string(o->row.v.buyer));
+    json_object_set_new(p, "provider", json_string(l->row.v.provider));
+    json_object_set_new(p, "precision", json_string(precision));
+    json_object_set_new(p, "region", json_string(region));
+    json_object_set_new(p, "devices", json_integer(ev->devices));
+    json_object_set_new(p, "tflops", json_integer(ev->tflops));
+    json_object_set_new(p, "hours", json_integer(ev->hours));
+    json_object_set_new(p, "price_micro", json_integer(ev->price));
+    json_object_set_new(p, "value_micro", json_integer(value));
+    json_object_set_new(p, "commission_micro", json_integer(commission));
+    json_object_set_new(p, "escrow_micro", json_integer(escrow));
+    json_object_set_new(p, "maker", json_string(maker));
+    json_object_set_new(p, "start", json_integer(ev->start));
+    uint64_t seq = record(s, CPX_KIND_AGREEMENT, p, NULL, x->c);
+
+    struct strbuf *a = &s->b.agreements;
+    strbuf_addf(a, "%" PRIu64 "\t%" PRIu64 "\t%" PRIu64, agr, bid_id, ask_id);
+    copy_text(a, false, o->row.v.buyer);
+    copy_text(a, false, l->row.v.provider);
+    copy_text(a, false, precision);
+    copy_text(a, false, region);
+    copy_i64(a, ev->devices);
+    copy_i64(a, ev->tflops);
+    copy_i64(a, ev->hours);
+    copy_i64(a, ev->price);
+    copy_i64(a, value);
+    copy_i64(a, commission);
+    copy_text(a, false, maker);
+    copy_i64(a, ev->start);
+    copy_text(a, false, l->row.endpoint);
+    copy_i64(a, (int64_t)seq);
+    copy_time(a, s->now);
+    strbuf_add(a, "\n", 1);
+}
+
+/* An order or listing left the book: filled (DONE), cancelled or expired. */
+static void on_close(struct ctx *x, const mx_event *ev)
+{
+    struct sequencer *s = x->s;
+    enum trade_status status = ev->kind == MX_EV_DONE      ? TRADE_FILLED
+                               : ev->kind == MX_EV_EXPIRED ? TRADE_EXPIRED
+                                                           : TRADE_CANCELLED;
+    const char *reason = status == TRADE_FILLED ? "" : trading_cancel_reason(ev->reason);
+    if (status == TRADE_EXPIRED)
+        reason = "expired";
+    int64_t left = status == TRADE_FILLED ? 0 : ev->remaining;
+    json_t *p = json_object();
+    if (ev->side == MX_BID) {
+        struct live_order *o = u64map_del(&s->orders, ev->id);
+        if (o == NULL)
+            fatal("finding a closing order", DB_HARD);
+        int64_t released = o->row.v.hold_left;
+        char id[MARKET_ID_MAX];
+        market_id_format(id, "ord_", ev->id);
+        struct account *buyer = account_of(s, o->row.v.buyer);
+        move(s, buyer, ACC_HELD, buyer, ACC_AVAILABLE, released, "release", id);
+        o->row.v.hold_left = 0;
+        o->row.v.status = status;
+        o->row.v.remaining = left;
+        snprintf(o->row.v.cancel_reason, sizeof o->row.v.cancel_reason, "%s", reason);
+        o->closed_at = s->now;
+        dirty_order(s, o);
+        json_object_set_new(p, "id", json_string(id));
+        json_object_set_new(p, "released_micro", json_integer(released));
+    } else {
+        struct live_listing *l = u64map_del(&s->listings, ev->id);
+        if (l == NULL)
+            fatal("finding a closing listing", DB_HARD);
+        l->row.v.status = status;
+        l->row.v.remaining = left;
+        snprintf(l->row.v.cancel_reason, sizeof l->row.v.cancel_reason, "%s", reason);
+        l->closed_at = s->now;
+        dirty_listing(s, l);
+        json_object_set_new(p, "id", id_json("lst_", ev->id));
+    }
+    if (status == TRADE_FILLED) {
+        json_decref(p); /* a fill's agreement records say it all */
+        return;
+    }
+    json_object_set_new(p, "reason", json_string(reason));
+    json_object_set_new(p, "remaining", json_integer(left));
+    /* Only the owner's own cancel carries its signed request; IOC/FOK remainders, self-trade
+     * prevention and expiry are the exchange's doing. */
+    const struct request *party = ev->reason == MX_R_USER ? x->req : NULL;
+    record(s, CPX_KIND_CANCEL, p, party, x->c);
+}
+
+static void on_accepted(struct ctx *x, const mx_event *ev)
+{
+    struct sequencer *s = x->s;
+    json_t *p = json_object();
+    if (ev->side == MX_BID) {
+        struct live_order *o = u64map_get(&s->orders, ev->id);
+        if (o == NULL)
+            fatal("finding an accepted order", DB_HARD);
+        json_object_set_new(p, "id", id_json("ord_", ev->id));
+        json_object_set_new(p, "buyer", json_string(o->row.v.buyer));
+        json_object_set_new(p, "client_order_id", json_string(o->row.v.client_order_id));
+        json_object_set_new(p, "hold_micro", json_integer(o->row.v.hold));
+        json_object_set_new(p, "terms", json_deep_copy(o->row.terms));
+        o->row.v.ledger_seq = record(s, CPX_KIND_ORDER, p, x->req, x->c);
+    } else {
+        struct live_listing *l = u64map_get(&s->listings, ev->id);
+        if (l == NULL)
+            fatal("finding an accepted listing", DB_HARD);
+        json_object_set_new(p, "id", id_json("lst_", ev->id));
+        json_object_set_new(p, "provider", json_string(l->row.v.provider));
+        json_object_set_new(p, "terms", json_deep_copy(l->row.terms));
+        l->row.v.ledger_seq = record(s, CPX_KIND_LISTING, p, x->req, x->c);
+    }
+}
+
+static void apply_events(struct ctx *x)
+{
+    struct sequencer *s = x->s;
+    for (size_t i = 0; i < s->nevents; i++) {
+        const mx_event *ev = &s->events[i];
+        switch (ev->kind) {
+        case MX_EV_ACCEPTED: on_accepted(x, ev); break;
+        case MX_EV_FILL: on_fill(x, ev); break;
+        case MX_EV_DONE:
+        case MX_EV_CANCELLED:
+        case MX_EV_EXPIRED: on_close(x, ev); break;
+        default: break; /* REJECTED is the caller's answer; REDUCED/REPLACED are not used */
+        }
+    }
+}
+
+/* ---- commands ------------------------------------------------------------------------------ */
+
+static void answer_order(struct outcome *out, int status, const struct order_view *v)
+{
+    succeed(out, status, order_json(v));
+}
+
+static void do_order(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
+{
+    struct sequencer *s = x->s;
+    struct seq_order *in = &cmd->order;
+    const char *buyer = cmd->req->caller.id;
+    uint64_t k = key_of(buyer, in->client_order_id);
+    const struct order_row *earlier = NULL;
+    struct live_order *placed = u64map_get(&s->b.placed, k);
+    if (placed != NULL)
+        earlier = &placed->row;
+    else
+        earlier = u64map_get(&s->b.repeats, k);
+    if (earlier != NULL) {
+        if (memcmp(earlier->body_sha256, in->body_sha256, 32) != 0)
+            fail(out, E_CLIENT_ORDER_ID_REUSED, "client_order_id",
+                 "client_order_id %s was used for a different order; choose a new one.",
+                 in->client_order_id);
+        else
+            answer_order(out, 200, &earlier->v);
+        return;
+    }
+    struct account *a = account_of(s, buyer);
+    if (a->bal[ACC_AVAILABLE] < in->hold) {
+        char need[MONEY_STR_MAX], have[MONEY_STR_MAX];
+        money_format(in->hold, need);
+        money_format(a->bal[ACC_AVAILABLE], have);
+        fail(out, E_INSUFFICIENT_FUNDS, NULL,
+             "The order must hold %s CNY (limit price x the largest capacity it may fill x hours, "
+             "plus the largest commission); %s CNY is available.",
+             need, have);
+        return;
+    }
+    mx_command c = { .kind = MX_CMD_BID, .bid = in->bid };
+    c.bid.id = s->next_id++;
+    c.bid.owner = market_owner_number(buyer);
+    for (unsigned i = 0; i < c.bid.n_allow; i++) {
+        char vendor[MARKET_NAME_MAX];
+        snprintf(vendor, sizeof vendor, "%s", in->models[i]);
+        char *slash = strchr(vendor, '/');
+        if (slash != NULL)
+            *slash = '\0';
+        c.bid.allow[i].vendor = name_id(s, vendor);
+        c.bid.allow[i].model = slash ? name_id(s, in->models[i]) : 0;
+    }
+    run(s, &c);
+    const mx_event *rej = rejection(s);
+    if (rej != NULL) {
+        refuse_engine(out, rej, "order");
+        apply_events(x); /* expiries the command ran first */
+        return;
+    }
+    struct live_order *o = calloc(1, sizeof *o);
+    if (o == NULL || !u64map_put(&s->orders, c.bid.id, o) || !u64map_put(&s->b.placed, k, o))
+        fatal("allocating an order", DB_HARD);
+    struct order_view *v = &o->row.v;
+    v->id = c.bid.id;
+    snprintf(v->buyer, sizeof v->buyer, "%s", buyer);
+    snprintf(v->client_order_id, sizeof v->client_order_id, "%s", in->client_order_id);
+    o->row.terms = in->terms;
+    in->terms = NULL;
+    o->row.agreements = json_array();
+    v->terms = o->row.terms;
+    v->agreements = o->row.agreements;
+    memcpy(o->row.body_sha256, in->body_sha256, 32);
+    v->remaining = c.bid.quantity;
+    v->hold = v->hold_left = in->hold;
+    v->status = TRADE_OPEN;
+    v->created_at = s->now;
+    o->is_new = true;
+    dirty_order(s, o);
+    char id[MARKET_ID_MAX];
+    market_id_format(id, "ord_", v->id);
+    move(s, a, ACC_AVAILABLE, a, ACC_HELD, in->hold, "hold", id);
+    apply_events(x);
+    answer_order(out, 201, v);
+}
+
+static void do_listing(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
+{
+    struct sequencer *s = x->s;
+    struct seq_listing *in = &cmd->listing;
+    const char *provider = cmd->req->caller.id;
+    mx_command c = { .kind = MX_CMD_ASK, .ask = in->ask };
+    c.ask.id = s->next_id++;
+    c.ask.owner = market_owner_number(provider);
+    c.ask.vendor = name_id(s, in->vendor);
+    c.ask.model = name_id(s, in->model);
+    run(s, &c);
+    const mx_event *rej = rejection(s);
+    if (rej != NULL) {
+        refuse_engine(out, rej, "listing");
+        apply_events(x);
+        return;
+    }
+    struct live_listing *l = calloc(1, sizeof *l);
+    if (l == NULL || !u64map_put(&s->listings, c.ask.id, l))
+        fatal("allocating a listing", DB_HARD);
+    struct listing_view *v = &l->row.v;
+    v->id = c.ask.id;
+    snprintf(v->provider, sizeof v->provider, "%s", provider);
+    l->row.terms = in->terms;
+    in->terms = NULL;
+    v->terms = l->row.terms;
+    snprintf(l->row.region, sizeof l->row.region, "%s", in->region);
+    snprintf(l->row.endpoint, sizeof l->row.endpoint, "%s", in->endpoint);
+    v->devices = v->remaining = c.ask.devices;
+    v->status = TRADE_OPEN;
+    v->created_at = s->now;
+    l->is_new = true;
+    dirty_listing(s, l);
+    apply_events(x);
+    succeed(out, 201, listing_json(v));
+}
+
+static void do_cancel(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
+{
+    struct sequencer *s = x->s;
+    const char *caller = cmd->req->caller.id;
+    uint64_t id = cmd->cancel.id;
+    struct live_order *o = cmd->cancel.listing ? NULL : u64map_get(&s->orders, id);
+    struct live_listing *l = cmd->cancel.listing ? u64map_get(&s->listings, id) : NULL;
+    const char *owner = o ? o->row.v.buyer : l ? l->row.v.provider : NULL;
+    if (owner == NULL) {
+        fail(out, E_NOT_OPEN, NULL, "%s has already left the book.",
+             cmd->cancel.listing ? "The listing" : "The order");
+        return;
+    }
+    if (strcmp(owner, caller) != 0) {
+        fail(out, cmd->cancel.listing ? E_LISTING_NOT_FOUND : E_ORDER_NOT_FOUND, NULL, NULL);
+        return;
+    }
+    mx_command c = { .kind = MX_CMD_CANCEL, .id = id };
+    run(s, &c);
+    const mx_event *rej = rejection(s);
+    if (rej != NULL) { /* cannot happen: it was resting; answer as the engine says */
+        refuse_engine(out, rej, "cancel");
+        apply_events(x);
+        return;
+    }
+    apply_events(x); /* o / l stay valid until the batch is done (they are dirty) */
+    if (o != NULL)
+        answer_order(out, 200, &o->row.v);
+    else
+        succeed(out, 200, listing_json(&l->row.v));
+}
+
+/* A deposit repeated under the same Idempotency-Key answers as the first time and moves nothing
+ * (an operator retrying after a timeout must not credit twice). True when it answered. */
+static bool deposit_repeat(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
+{
+    const struct seq_deposit *d = &cmd->deposit;
+    if (d->idem_key == NULL)
+        return false;
+    uint8_t hash[32];
+    int status;
+    char *text = NULL;
+    enum db_status st =
+        db_idempotency_get(x->c, cmd->req->caller.id, d->idem_key, hash, &status, &text);
+    if (st == DB_NO_ROWS)
+        return false;
+    if (st != DB_OK)
+        fatal("reading an idempotency key", st);
+    if (memcmp(hash, d->idem_hash, 32) != 0)
+        fail(out, E_IDEMPOTENCY_KEY_REUSED, NULL, NULL);
+    else
+        succeed(out, status, json_loads(text, 0, NULL));
+    free(text);
+    return true;
+}
+
+static void do_deposit(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
+{
+    struct sequencer *s = x->s;
+    if (deposit_repeat(x, cmd, out))
+        return;
+    struct account *to = account_of(s, cmd->deposit.account);
+    if (to->bal[ACC_AVAILABLE] > INT64_MAX - cmd->deposit.amount) {
+        fail(out, E_INVALID_FIELD, "amount", "The deposit would overflow the account.");
+        return;
+    }
+    struct account *ext = account_of(s, EXCHANGE_ACCOUNT);
+    if (ext->bal[ACC_EXTERNAL] < INT64_MIN + cmd->deposit.amount) {
+        fail(out, E_INVALID_FIELD, "amount", "The exchange's deposits would overflow.");
+        return;
+    }
+    json_t *p = json_object();
+    json_object_set_new(p, "account", json_string(to->owner));
+    json_object_set_new(p, "amount_micro", json_integer(cmd->deposit.amount));
+    uint64_t seq = record(s, CPX_KIND_DEPOSIT, p, cmd->req, x->c);
+    char ref[32];
+    snprintf(ref, sizeof ref, "dep_%" PRIu64, seq);
+    move(s, ext, ACC_EXTERNAL, to, ACC_AVAILABLE, cmd->deposit.amount, "deposit", ref);
+    json_t *body = json_object();
+    json_object_set_new(body, "account", account_json(to->owner, to->bal));
+    json_object_set_new(body, "ledger_seq", json_integer((json_int_t)seq));
+    if (cmd->deposit.idem_key != NULL) {
+        char *text = json_dumps(body, JSON_COMPACT);
+        enum db_status st =
+            text ? db_idempotency_put(x->c, cmd->req->caller.id, cmd->deposit.idem_key,
+                                      cmd->deposit.idem_hash, 201, text)
+                 : DB_HARD;
+        free(text);
+        if (st != DB_OK)
+            fatal("storing an idempotency key", st);
+    }
+    succeed(out, 201, body);
+}
+
+/* ---- the batch: checks before the books move ----------------------------------------------- */
+
+/* Appends s to a PostgreSQL array literal being built in b ("{" first, "}" at the end). */
+static void array_add(struct strbuf *b, const char *s)
+{
+    strbuf_add(b, b->len > 1 ? ",\"" : "\"", b->len > 1 ? 2 : 1);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            strbuf_add(b, "\\", 1);
+        strbuf_add(b, s, 1);
+    }
+    strbuf_add(b, "\"", 1);
+}
+
+static void array_addi(struct strbuf *b, int64_t v)
+{
+    strbuf_addf(b, b->len > 1 ? ",%" PRId64 : "%" PRId64, v);
+}
+
+static void array_open(struct strbuf *b)
+{
+    strbuf_reset(b);
+    strbuf_add(b, "{", 1);
+}
+
+static void array_close(struct strbuf *b)
+{
+    strbuf_add(b, "}", 1);
+}
+
+/* Records the batch's request signatures; a command whose signature is already on record is a
+ * replay (its first use was in an earlier run: the in-memory guard refuses the rest). */
+static enum db_status check_signatures(struct sequencer *s, struct db_conn *c)
+{
+    struct strbuf sigs = { 0 }, exp = { 0 };
+    array_open(&sigs);
+    array_open(&exp);
+    for (size_t i = 0; i < s->b.n; i++) {
+        struct request *req = s->b.cmds[i]->req;
+        char hex[33];
+        cpx_hex_encode(req->auth.sig, 16, hex);
+        array_add(&sigs, hex);
+        array_addi(&exp, req->auth.ts + s->srv->cfg->clock_skew + 1);
+    }
+    array_close(&sigs);
+    array_close(&exp);
+    enum db_status st = DB_HARD;
+    PGresult *r = NULL;
+    if (!sigs.failed && !exp.failed) {
+        const char *p[] = { sigs.data, exp.data };
+        st = db_query(c, "seq_signatures", 2, p, &r);
+    }
+    if (st == DB_OK) {
+        bool *fresh = calloc(s->b.n ? s->b.n : 1, sizeof *fresh);
+        if (fresh == NULL)
+            st = DB_HARD;
+        for (int row = 0; fresh && row < PQntuples(r); row++) {
+            const char *got = PQgetvalue(r, row, 0);
+            for (size_t i = 0; i < s->b.n; i++) {
+                char hex[33];
+                cpx_hex_encode(s->b.cmds[i]->req->auth.sig, 16, hex);
+                if (!fresh[i] && strcmp(hex, got) == 0) {
+                    fresh[i] = true;
+                    break;
+                }
+            }
+        }
+        for (size_t i = 0; fresh && i < s->b.n; i++)
+            if (!fresh[i])
+                fail(&s->b.out[i], E_REPLAYED_REQUEST, NULL, NULL);
+        free(fresh);
+        PQclear(r);
+    }
+    strbuf_free(&sigs);
+    strbuf_free(&exp);
+    return st;
+}
+
+/* Reads the callers' keys and status again, share-locked until COMMIT (as recheck_caller does for
+ * the other changes): a command signed with a key rotated away while it was queued, or by an
+ * identity no longer approved, is refused rather than recorded. */
+static enum db_status check_callers(struct sequencer *s, struct db_conn *c)
+{
+    struct strbuf ids = { 0 };
+    array_open(&ids);
+    for (size_t i = 0; i < s->b.n; i++)
+        array_add(&ids, s->b.cmds[i]->req->caller.id);
+    array_close(&ids);
+    if (ids.failed)
+        return DB_HARD;
+    const char *p[] = { ids.data };
+    PGresult *r;
+    enum db_status st = db_query(c, "seq_callers", 1, p, &r);
+    strbuf_free(&ids);
+    if (st != DB_OK)
+        return st;
+    for (size_t i = 0; i < s->b.n; i++) {
+        const struct identity *caller = &s->b.cmds[i]->req->caller;
+        char key[2 * CPX_ED25519_PK_LEN + 1];
+        cpx_hex_encode(caller->public_key, sizeof caller->public_key, key);
+        int row = 0;
+        while (row < PQntuples(r) && strcmp(PQgetvalue(r, row, 0), caller->id) != 0)
+            row++;
+        struct outcome *out = &s->b.out[i];
+        if (out->failed)
+            continue;
+        if (row == PQntuples(r))
+            fail(out, E_UNKNOWN_IDENTITY, NULL, NULL);
+        else if (strcmp(PQgetvalue(r, row, 1), key) != 0)
+            fail(out, E_BAD_SIGNATURE, NULL,
+                 "The key of %s was rotated while this request was in flight; sign it with the "
+                 "new key.",
+                 caller->id);
+        else if (strcmp(PQgetvalue(r, row, 2), "approved") != 0)
+            fail(out, E_NOT_APPROVED, NULL, "Identity %s is %s, not approved.", caller->id,
+                 PQgetvalue(r, row, 2));
+    }
+    PQclear(r);
+    return DB_OK;
+}
+
+static void free_repeat(void *ctx, uint64_t key, void *value)
+{
+    (void)ctx;
+    (void)key;
+    order_row_free(value);
+    free(value);
+}
+
+/* Finds the orders already placed under the batch's client order ids. */
+static enum db_status find_repeats(struct sequencer *s, struct db_conn *c)
+{
+    struct strbuf buyers = { 0 }, coids = { 0 };
+    array_open(&buyers);
+    array_open(&coids);
+    size_t n = 0;
+    for (size_t i = 0; i < s->b.n; i++) {
+        if (s->b.cmds[i]->op != SEQ_ORDER || s->b.out[i].failed)
+            continue;
+        array_add(&buyers, s->b.cmds[i]->req->caller.id);
+        array_add(&coids, s->b.cmds[i]->order.client_order_id);
+        n++;
+    }
+    array_close(&buyers);
+    array_close(&coids);
+    enum db_status st = DB_OK;
+    if (n > 0 && (buyers.failed || coids.failed))
+        st = DB_HARD;
+    PGresult *r = NULL;
+    if (n > 0 && st == DB_OK) {
+        const char *p[] = { buyers.data, coids.data };
+        st = db_query(c, "seq_repeats", 2, p, &r);
+    }
+    for (int row = 0; st == DB_OK && r != NULL && row < PQntuples(r); row++) {
+        struct order_row *o = calloc(1, sizeof *o);
+        if (o == NULL || !db_order_from_row(r, row, o)) {
+            free(o);
+            st = DB_HARD;
+            break;
+        }
+        if (!u64map_put(&s->b.repeats, key_of(o->v.buyer, o->v.client_order_id), o)) {
+            free_repeat(NULL, 0, o);
+            st = DB_HARD;
+        }
+    }
+    PQclear(r);
+    strbuf_free(&buyers);
+    strbuf_free(&coids);
+    return st;
+}
+
+/* ---- the batch: writing it ----------------------------------------------------------------- */
+
+static enum db_status copy_rows(struct db_conn *c, const char *what, const char *sql,
+                                const struct strbuf *rows)
+{
+    if (rows->len == 0)
+        return DB_OK;
+    if (rows->failed)
+        return DB_HARD;
+    return db_copy_in(c, what, sql, rows->data, rows->len);
+}
+
+static void order_copy_row(struct strbuf *b, const struct live_order *o)
+{
+    const struct order_view *v = &o->row.v;
+    char *spec = json_dumps(o->row.terms, JSON_COMPACT | JSON_SORT_KEYS);
+    char hash[2 * 32 + 1];
+    cpx_hex_encode(o->row.body_sha256, 32, hash);
+    const json_t *prec = json_object_get(o->row.terms, "precision");
+    strbuf_addf(b, "%" PRIu64, v->id);
+    copy_text(b, false, v->buyer);
+    copy_text(b, false, v->client_order_id);
+    strbuf_addf(b, "\t\\\\x%s", hash);
+    copy_text(b, false, spec ? spec : "{}");
+    copy_text(b, false, json_is_string(prec) ? json_string_value(prec) : "");
+    copy_i64(b, v->remaining);
+    copy_i64(b, v->filled_devices);
+    copy_i64(b, v->hold);
+    copy_i64(b, v->hold_left);
+    copy_text(b, false, trade_status_names[v->status]);
+    copy_text(b, false, v->cancel_reason[0] ? v->cancel_reason : NULL);
+    copy_i64(b, (int64_t)v->ledger_seq);
+    copy_time(b, v->created_at);
+    copy_time(b, o->closed_at);
+    strbuf_add(b, "\n", 1);
+    if (spec == NULL)
+        b->failed = true;
+    free(spec);
+}
+
+static void listing_copy_row(struct strbuf *b, const struct live_listing *l)
+{
+    const struct listing_view *v = &l->row.v;
+    char *spec = json_dumps(l->row.terms, JSON_COMPACT | JSON_SORT_KEYS);
+    strbuf_addf(b, "%" PRIu64, v->id);
+    copy_text(b, false, v->provider);
+    copy_text(b, false, spec ? spec : "{}");
+    copy_text(b, false, l->row.region);
+    copy_i64(b, v->devices);
+    copy_i64(b, v->remaining);
+    copy_text(b, false, trade_status_names[v->status]);
+    copy_text(b, false, v->cancel_reason[0] ? v->cancel_reason : NULL);
+    copy_i64(b, (int64_t)v->ledger_seq);
+    copy_time(b, v->created_at);
+    copy_time(b, l->closed_at);
+    strbuf_add(b, "\n", 1);
+    if (spec == NULL)
+        b->failed = true;
+    free(spec);
+}
+
+/* The changed rows that existed before the batch: one UPDATE each for orders and listings. */
+static enum db_status update_rows(struct sequencer *s, struct db_conn *c)
+{
+    struct strbuf a[7] = { { 0 } };
+    enum db_status st = DB_OK;
+    size_t n = 0;
+    for (int k = 0; k < 7; k++)
+        array_open(&a[k]);
+    for (size_t i = 0; i < s->b.norders; i++) {
+        const struct live_order *o = s->b.orders[i];
+        if (o->is_new)
+            continue;
+        const struct order_view *v = &o->row.v;
+        array_addi(&a[0], (int64_t)v->id);
+        array_addi(&a[1], v->remaining);
+        array_addi(&a[2], v->filled_devices);
+        array_addi(&a[3], v->hold_left);
+        array_add(&a[4], trade_status_names[v->status]);
+        array_add(&a[5], v->cancel_reason);
+        array_addi(&a[6], o->closed_at);
+        n++;
+    }
+    for (int k = 0; k < 7; k++)
+        array_close(&a[k]);
+    if (n > 0) {
+        const char *p[7];
+        for (int k = 0; k < 7; k++)
+            p[k] = a[k].failed ? NULL : a[k].data;
+        st = a[0].failed ? DB_HARD : db_command(c, "seq_orders_update", 7, p, NULL);
+    }
+    n = 0;
+    for (int k = 0; k < 5; k++)
+        array_open(&a[k]);
+    for (size_t i = 0; st == DB_OK && i < s->b.nlistings; i++) {
+        const struct live_listing *l = s->b.listings[i];
+        if (l->is_new)
+            continue;
+        array_addi(&a[0], (int64_t)l->row.v.id);
+        array_addi(&a[1], l->row.v.remaining);
+        array_add(&a[2], trade_status_names[l->row.v.status]);
+        array_add(&a[3], l->row.v.cancel_reason);
+        array_addi(&a[4], l->closed_at);
+        n++;
+    }
+    for (int k = 0; k < 5; k++)
+        array_close(&a[k]);
+    if (st == DB_OK && n > 0) {
+        const char *p[5];
+        for (int k = 0; k < 5; k++)
+            p[k] = a[k].failed ? NULL : a[k].data;
+        st = a[0].failed ? DB_HARD : db_command(c, "seq_listings_update", 5, p, NULL);
+    }
+    for (int k = 0; k < 7; k++)
+        strbuf_free(&a[k]);
+    return st;
+}
+
+static enum db_status put_accounts(struct sequencer *s, struct db_conn *c)
+{
+    if (s->b.naccounts == 0)
+        return DB_OK;
+    struct strbuf owners = { 0 }, kinds = { 0 }, balances = { 0 };
+    array_open(&owners);
+    array_open(&kinds);
+    array_open(&balances);
+    for (size_t i = 0; i < s->b.naccounts; i++)
+        for (int k = 0; k < ACC_NKINDS; k++) {
+            const struct account *a = s->b.accounts[i];
+            bool exchange = strcmp(a->owner, EXCHANGE_ACCOUNT) == 0;
+            if (exchange != (k == ACC_EXTERNAL || k == ACC_COMMISSION))
+                continue; /* parties have available/held/escrow, the exchange the other two */
+            array_add(&owners, a->owner);
+            array_add(&kinds, account_kind_names[k]);
+            array_addi(&balances, a->bal[k]);
+        }
+    array_close(&owners);
+    array_close(&kinds);
+    array_close(&balances);
+    enum db_status st = DB_HARD;
+    if (!owners.failed && !kinds.failed && !balances.failed) {
+        const char *p[] = { owners.data, kinds.data, balances.data };
+        st = db_command(c, "seq_accounts_put", 3, p, NULL);
+    }
+    strbuf_free(&owners);
+    strbuf_free(&kinds);
+    strbuf_free(&balances);
+    return st;
+}
+
+static enum db_status write_batch(struct sequencer *s, struct db_conn *c)
+{
+    struct batch *b = &s->b;
+    enum db_status st = DB_OK;
+    for (size_t i = b->names_before; st == DB_OK && i < s->nnames; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "%" PRIu32, s->names[i].id);
+        const char *p[] = { id, s->names[i].text };
+        st = db_command(c, "seq_name_insert", 2, p, NULL);
+    }
+    for (size_t i = 0; i < b->nlistings; i++)
+        if (b->listings[i]->is_new)
+            listing_copy_row(&b->new_listings, b->listings[i]);
+    for (size_t i = 0; i < b->norders; i++)
+        if (b->orders[i]->is_new)
+            order_copy_row(&b->new_orders, b->orders[i]);
+    if (st == DB_OK)
+        st = copy_rows(c, "listings_copy",
+                       "COPY listings (id, provider, spec, region, devices, remaining, status, "
+                       "cancel_reason, ledger_seq, created_at, closed_at) FROM STDIN",
+                       &b->new_listings);
+    if (st == DB_OK)
+        st = copy_rows(c, "orders_copy",
+                       "COPY orders (id, buyer, client_order_id, body_sha256, spec, precision, "
+                       "remaining, filled_devices, hold, hold_left, status, cancel_reason, "
+                       "ledger_seq, created_at, closed_at) FROM STDIN",
+                       &b->new_orders);
+    if (st == DB_OK)
+        st = update_rows(s, c);
+    if (st == DB_OK)
+        st = copy_rows(c, "agreements_copy",
+                       "COPY agreements (id, order_id, listing_id, buyer, provider, precision, "
+                       "region, devices, tflops, hours, price, value, commission, maker, start_at, "
+                       "endpoint, ledger_seq, created_at) FROM STDIN",
+                       &b->agreements);
+    if (st == DB_OK)
+        st = copy_rows(c, "entries_copy",
+                       "COPY entries (id, batch, from_owner, from_kind, to_owner, to_kind, amount, "
+                       "reason, ref, created_at) FROM STDIN",
+                       &b->entries);
+    if (st == DB_OK)
+        st = put_accounts(s, c);
+    if (st == DB_OK)
+        st = copy_rows(c, "journal_copy",
+                       "COPY sequencer_commands (seq, batch, command) FROM STDIN", &b->journal);
+    if (st == DB_OK)
+        st = ledger_batch_commit(c, &b->ledger);
+    if (st == DB_OK) {
+        char v[7][24];
+        snprintf(v[0], sizeof v[0], "%" PRIu64, s->batch_id);
+        snprintf(v[1], sizeof v[1], "%" PRIu64, s->journal_len);
+        snprintf(v[2], sizeof v[2], "%" PRId64, (int64_t)mx_state_hash(s->engine));
+        snprintf(v[3], sizeof v[3], "%" PRId64, s->now);
+        snprintf(v[4], sizeof v[4], "%" PRIu64, s->next_id);
+        snprintf(v[5], sizeof v[5], "%" PRIu64, s->next_agreement);
+        snprintf(v[6], sizeof v[6], "%" PRIu64, b->ledger.range.size);
+        const char *p[] = { v[0], v[1], v[2], v[3], v[4], v[5], v[6] };
+        st = db_command(c, "seq_batch_insert", 7, p, NULL);
+    }
+    return st;
+}
+
+/* ---- the batch: from start to answers ------------------------------------------------------ */
+
+static void batch_reset(struct sequencer *s)
+{
+    struct batch *b = &s->b;
+    for (size_t i = 0; i < b->norders; i++) {
+        struct live_order *o = b->orders[i];
+        o->dirty = o->is_new = false;
+        if (o->row.v.status != TRADE_OPEN)
+            free_order(o);
+    }
+    for (size_t i = 0; i < b->nlistings; i++) {
+        struct live_listing *l = b->listings[i];
+        l->dirty = l->is_new = false;
+        if (l->row.v.status != TRADE_OPEN)
+            free_listing(l);
+    }
+    for (size_t i = 0; i < b->naccounts; i++)
+        b->accounts[i]->dirty = false;
+    b->norders = b->nlistings = b->naccounts = 0;
+    strbuf_reset(&b->journal);
+    strbuf_reset(&b->agreements);
+    strbuf_reset(&b->entries);
+    strbuf_reset(&b->new_orders);
+    strbuf_reset(&b->new_listings);
+    b->njournal = 0;
+    u64map_free(&b->placed);
+    u64map_each(&b->repeats, free_repeat, NULL);
+    u64map_free(&b->repeats);
+    ledger_batch_reset(&b->ledger);
+    b->names_before = s->nnames;
+    b->wrote = false;
+}
+
+static void cmd_free(struct seq_cmd *cmd)
+{
+    json_decref(cmd->order.terms);
+    json_decref(cmd->listing.terms);
+    free(cmd);
+}
+
+/* Answers every command of the batch and resumes its connection. */
+static void answer_all(struct sequencer *s)
+{
+    for (size_t i = 0; i < s->b.n; i++) {
+        struct seq_cmd *cmd = s->b.cmds[i];
+        struct outcome *out = &s->b.out[i];
+        if (out->failed)
+            reply_error(cmd->req, out->error, out->field, out->message[0] ? "%s" : NULL,
+                        out->message);
+        else if (out->body != NULL)
+            reply_json(cmd->req, out->status, out->body);
+        else
+            reply_error(cmd->req, E_INTERNAL, NULL, NULL);
+        out->body = NULL;
+        request_resume(cmd->req);
+        cmd_free(cmd);
+    }
+    s->b.n = 0;
+}
+
+static void fail_all(struct sequencer *s, enum err e)
+{
+    for (size_t i = 0; i < s->b.n; i++) {
+        json_decref(s->b.out[i].body);
+        memset(&s->b.out[i], 0, sizeof s->b.out[i]);
+        fail(&s->b.out[i], e, NULL, NULL);
+    }
+    answer_all(s);
+}
+
+/* Advances the clock: the wall clock in seconds, never going back. */
+static void tick_clock(struct sequencer *s)
+{
+    int64_t t = (int64_t)time(NULL);
+    if (t > s->now)
+        s->now = t;
+}
+
+static void run_batch(struct sequencer *s)
+{
+    struct batch *b = &s->b;
+    struct server *srv = s->srv;
+    for (size_t i = 0; i < b->n; i++)
+        memset(&b->out[i], 0, sizeof b->out[i]);
+    struct db_conn *c = db_acquire(srv->db);
+    if (c == NULL) {
+        fail_all(s, E_DATABASE_UNAVAILABLE);
+        return;
+    }
+    pthread_mutex_lock(&srv->ledger_mu);
+    /* 1. Checks; nothing has moved yet, so a failure only answers 503. */
+    enum db_status st = db_exec(c, "BEGIN ISOLATION LEVEL READ COMMITTED");
+    if (st == DB_OK)
+        st = ledger_batch_begin(c, &b->ledger);
+    if (st == DB_OK && b->n > 0)
+        st = check_signatures(s, c);
+    if (st == DB_OK && b->n > 0)
+        st = check_callers(s, c);
+    if (st == DB_OK && b->n > 0)
+        st = find_repeats(s, c);
+    if (st != DB_OK) {
+        db_exec(c, "ROLLBACK");
+        pthread_mutex_unlock(&srv->ledger_mu);
+        db_release(srv->db, c);
+        batch_reset(s);
+        fail_all(s, st == DB_UNAVAILABLE ? E_DATABASE_UNAVAILABLE : E_BUSY);
+        return;
+    }
+    /* 2. Apply: expiries due now, then every command in order. */
+    tick_clock(s);
+    struct ctx x = { .s = s, .c = c };
+    /* Expiry runs unjournalled: when it expires nothing, only the engine's clock moved, and
+     * every later command runs at a clock at least as late, so a replay ends the same. */
+    mx_command expire = { .kind = MX_CMD_EXPIRE, .now = s->now };
+    s->nevents = 0;
+    mx_apply(s->engine, &expire);
+    if (s->events_failed)
+        fatal("recording engine events", DB_HARD);
+    if (s->nevents > 0) {
+        journal(s, &expire);
+        apply_events(&x);
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        struct seq_cmd *cmd = b->cmds[i];
+        if (b->out[i].failed)
+            continue;
+        x.req = cmd->req;
+        switch (cmd->op) {
+        case SEQ_ORDER: do_order(&x, cmd, &b->out[i]); break;
+        case SEQ_LISTING: do_listing(&x, cmd, &b->out[i]); break;
+        case SEQ_CANCEL: do_cancel(&x, cmd, &b->out[i]); break;
+        case SEQ_DEPOSIT: do_deposit(&x, cmd, &b->out[i]); break;
+        }
+    }
+    /* 3. Write and commit; the books have moved, so a failure stops cpxd. */
+    if (b->wrote || b->n > 0) {
+        st = write_batch(s, c);
+        if (st != DB_OK)
+            fatal("writing the batch", st);
+        st = db_exec(c, "COMMIT");
+        if (st != DB_OK)
+            fatal("COMMIT", st);
+        metrics_ledger_committed(srv->metrics, b->ledger.nrows, b->ledger.range.size, now_us());
+        s->batch_id++;
+    } else {
+        db_exec(c, "ROLLBACK");
+    }
+    pthread_mutex_unlock(&srv->ledger_mu);
+    db_release(srv->db, c);
+    /* 4. Publish and answer. */
+    market_snapshot_publish(&srv->snapshot, s->engine, s->batch_id);
+    batch_reset(s);
+    answer_all(s);
+}
+
+/* ---- the thread ---------------------------------------------------------------------------- */
+
+static void *thread_main(void *arg)
+{
+    struct sequencer *s = arg;
+    size_t max = (size_t)s->srv->cfg->batch_max;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        if (s->head == NULL && !s->stop) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += 1; /* an idle second: expire what is due */
+            pthread_cond_timedwait(&s->wake, &s->mu, &until);
+        }
+        bool stopping = s->stop;
+        s->b.n = 0;
+        while (s->head != NULL && (s->b.n < max || stopping)) {
+            if (s->b.n == s->b.cap) {
+                size_t cap = s->b.cap ? s->b.cap * 2 : 256;
+                struct seq_cmd **cmds = realloc(s->b.cmds, cap * sizeof *cmds);
+                struct outcome *out = realloc(s->b.out, cap * sizeof *out);
+                if (cmds != NULL)
+                    s->b.cmds = cmds;
+                if (out != NULL)
+                    s->b.out = out;
+                if (cmds == NULL || out == NULL)
+                    break; /* take fewer this time */
+                s->b.cap = cap;
+            }
+            struct seq_cmd *cmd = s->head;
+            s->head = cmd->next;
+            if (s->head == NULL)
+                s->tail = NULL;
+            s->b.cmds[s->b.n++] = cmd;
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (stopping) {
+            for (size_t i = 0; i < s->b.n; i++)
+                memset(&s->b.out[i], 0, sizeof s->b.out[i]);
+            fail_all(s, E_SEQUENCER_UNAVAILABLE);
+            return NULL;
+        }
+        run_batch(s);
+    }
+}
+
+struct seq_cmd *seq_cmd_new(enum seq_op op, struct request *req)
+{
+    struct seq_cmd *cmd = calloc(1, sizeof *cmd);
+    if (cmd != NULL) {
+        cmd->op = op;
+        cmd->req = req;
+    }
+    return cmd;
+}
+
+void sequencer_submit(struct sequencer *s, struct seq_cmd *cmd)
+{
+    if (s != NULL)
+        pthread_mutex_lock(&s->mu);
+    if (s == NULL || !s->running || s->stop) {
+        if (s != NULL)
+            pthread_mutex_unlock(&s->mu);
+        reply_error(cmd->req, E_SEQUENCER_UNAVAILABLE, NULL, NULL);
+        cmd_free(cmd);
+        return;
+    }
+    request_suspend(cmd->req);
+    cmd->next = NULL;
+    if (s->tail != NULL)
+        s->tail->next = cmd;
+    else
+        s->head = cmd;
+    s->tail = cmd;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sequencer_fees(const struct sequencer *s, int64_t *maker_bps, int64_t *taker_bps)
+{
+    *maker_bps = s->maker_bps;
+    *taker_bps = s->taker_bps;
+}
+
+/* ---- start: rebuild from the database ------------------------------------------------------ */
+
+__attribute__((format(printf, 2, 3))) static bool refuse(char **err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(err, fmt, ap) < 0)
+        *err = NULL;
+    va_end(ap);
+    return false;
+}
+
+static bool load_tables(struct sequencer *s, struct db_conn *c, char **err)
+{
+    PGresult *r;
+    if (db_query(c, "seq_names", 0, NULL, &r) != DB_OK)
+        return refuse(err, "cannot read market_names");
+    for (int i = 0; i < PQntuples(r); i++) {
+        if (!grow((void **)&s->names, &s->names_cap, s->nnames, sizeof *s->names) ||
+            db_get_i64(r, i, 0) != (int64_t)s->nnames + 1) {
+            PQclear(r);
+            return refuse(err, "market_names ids are not 1..n");
+        }
+        s->names[s->nnames].id = (uint32_t)(s->nnames + 1);
+        db_get_str(r, i, 1, s->names[s->nnames].text, MARKET_NAME_MAX);
+        s->nnames++;
+    }
+    PQclear(r);
+    s->b.names_before = s->nnames;
+    if (db_query(c, "seq_accounts", 0, NULL, &r) != DB_OK)
+        return refuse(err, "cannot read accounts");
+    for (int i = 0; i < PQntuples(r); i++) {
+        struct account *a = account_of(s, PQgetvalue(r, i, 0));
+        for (int k = 0; k < ACC_NKINDS; k++)
+            if (strcmp(PQgetvalue(r, i, 1), account_kind_names[k]) == 0)
+                a->bal[k] = db_get_i64(r, i, 2);
+    }
+    PQclear(r);
+    if (db_query(c, "seq_entries_max", 0, NULL, &r) != DB_OK)
+        return refuse(err, "cannot read entries");
+    s->next_entry = (uint64_t)db_get_i64(r, 0, 0) + 1;
+    PQclear(r);
+    if (db_query(c, "seq_open_orders", 0, NULL, &r) != DB_OK)
+        return refuse(err, "cannot read the open orders");
+    for (int i = 0; i < PQntuples(r); i++) {
+        struct live_order *o = calloc(1, sizeof *o);
+        if (o == NULL || !db_order_from_row(r, i, &o->row) ||
+            !u64map_put(&s->orders, o->row.v.id, o)) {
+            free(o);
+            PQclear(r);
+            return refuse(err, "cannot load open order row %d", i);
+        }
+    }
+    PQclear(r);
+    if (db_query(c, "seq_open_listings", 0, NULL, &r) != DB_OK)
+        return refuse(err, "cannot read the open listings");
+    for (int i = 0; i < PQntuples(r); i++) {
+        struct live_listing *l = calloc(1, sizeof *l);
+        if (l == NULL || !db_listing_from_row(r, i, &l->row) ||
+            !u64map_put(&s->listings, l->row.v.id, l)) {
+            free(l);
+            PQclear(r);
+            return refuse(err, "cannot load open listing row %d", i);
+        }
+    }
+    PQclear(r);
+    return true;
+}
+
+struct check_ctx {
+    const mx_engine *e;
+    bool listing;
+    uint64_t bad;
+};
+
+static void check_resting(void *ctx, uint64_t id, void *value)
+{
+    struct check_ctx *k = ctx;
+    mx_order_info info;
+    int64_t remaining = k->listing ? ((struct live_listing *)value)->row.v.remaining
+                                   : ((struct live_order *)value)->row.v.remaining;
+    if (!mx_lookup(k->e, id, &info) || info.remaining != remaining ||
+        info.side != (k->listing ? MX_ASK : MX_BID))
+        k->bad = id;
+}
+
+/* Replays the journal into the fresh engine and checks it against the last batch and the rows. */
+static bool replay(struct sequencer *s, struct db_conn *c, char **err)
+{
+    PGresult *r;
+    if (db_query(c, "seq_last_batch", 0, NULL, &r) != DB_OK)
+        return refuse(err, "cannot read sequencer_batches");
+    bool have = PQntuples(r) == 1;
+    uint64_t commands = 0;
+    int64_t hash = 0;
+    if (have) {
+        s->batch_id = (uint64_t)db_get_i64(r, 0, 0) + 1;
+        commands = (uint64_t)db_get_i64(r, 0, 1);
+        hash = db_get_i64(r, 0, 2);
+        s->now = db_get_i64(r, 0, 3);
+        s->next_id = (uint64_t)db_get_i64(r, 0, 4);
+        s->next_agreement = (uint64_t)db_get_i64(r, 0, 5);
+    }
+    PQclear(r);
+    uint64_t last = 0;
+    for (;;) {
+        char after[24], limit[16];
+        snprintf(after, sizeof after, "%" PRIu64, last);
+        snprintf(limit, sizeof limit, "%d", JOURNAL_PAGE);
+        const char *p[] = { after, limit };
+        if (db_query(c, "seq_journal", 2, p, &r) != DB_OK)
+            return refuse(err, "cannot read the journal after command %" PRIu64, last);
+        int n = PQntuples(r);
+        for (int i = 0; i < n; i++) {
+            uint64_t seq = (uint64_t)db_get_i64(r, i, 0);
+            const char *hex = PQgetvalue(r, i, 1);
+            uint8_t buf[MX_COMMAND_MAX_BYTES];
+            size_t len = strlen(hex) / 2, used = 0;
+            mx_command cmd;
+            if (seq != last + 1 || len > sizeof buf || !cpx_hex_decode(hex, 2 * len, buf, len) ||
+                !mx_decode_command(buf, len, &cmd, &used) || used != len) {
+                PQclear(r);
+                return refuse(err, "journal command %" PRIu64 " is missing or malformed", last + 1);
+            }
+            s->nevents = 0;
+            mx_apply(s->engine, &cmd);
+            last = seq;
+        }
+        PQclear(r);
+        if (n < JOURNAL_PAGE)
+            break;
+    }
+    s->nevents = 0;
+    s->journal_len = last;
+    if (last != commands)
+        return refuse(err, "the journal has %" PRIu64 " commands, the last batch says %" PRIu64,
+                      last, commands);
+    uint64_t got = mx_state_hash(s->engine);
+    if (have && (int64_t)got != hash)
+        return refuse(err,
+                      "the books rebuilt from the journal (state hash %016" PRIx64
+                      ") differ from those the last batch committed (%016" PRIx64 ")",
+                      got, (uint64_t)hash);
+    struct check_ctx k = { .e = s->engine };
+    u64map_each(&s->orders, check_resting, &k);
+    k.listing = true;
+    u64map_each(&s->listings, check_resting, &k);
+    if (k.bad != 0)
+        return refuse(err,
+                      "order or listing %" PRIu64 " is open in the database but not "
+                      "resting in the rebuilt books with that quantity",
+                      k.bad);
+    if (mx_resting(s->engine) != s->orders.count + s->listings.count)
+        return refuse(err, "the rebuilt books hold %zu resting orders, the database %zu open ones",
+                      mx_resting(s->engine), s->orders.count + s->listings.count);
+    if (mx_now(s->engine) > s->now)
+        s->now = mx_now(s->engine);
+    return true;
+}
+
+static void free_order_v(void *ctx, uint64_t key, void *value)
+{
+    (void)ctx;
+    (void)key;
+    free_order(value);
+}
+
+static void free_listing_v(void *ctx, uint64_t key, void *value)
+{
+    (void)ctx;
+    (void)key;
+    free_listing(value);
+}
+
+static void free_account_v(void *ctx, uint64_t key, void *value)
+{
+    (void)ctx;
+    (void)key;
+    free(value);
+}
+
+void sequencer_free(struct sequencer *s)
+{
+    if (s == NULL)
+        return;
+    if (s->lock_conn != NULL)
+        PQfinish(s->lock_conn);
+    u64map_each(&s->orders, free_order_v, NULL);
+    u64map_each(&s->listings, free_listing_v, NULL);
+    u64map_each(&s->accounts, free_account_v, NULL);
+    u64map_free(&s->orders);
+    u64map_free(&s->listings);
+    u64map_free(&s->accounts);
+    u64map_free(&s->b.placed);
+    u64map_each(&s->b.repeats, free_repeat, NULL);
+    u64map_free(&s->b.repeats);
+    strbuf_free(&s->b.journal);
+    strbuf_free(&s->b.agreements);
+    strbuf_free(&s->b.entries);
+    strbuf_free(&s->b.new_orders);
+    strbuf_free(&s->b.new_listings);
+    free(s->b.orders);
+    free(s->b.listings);
+    free(s->b.accounts);
+    free(s->b.cmds);
+    free(s->b.out);
+    ledger_batch_free(&s->b.ledger);
+    mx_engine_free(s->engine);
+    free(s->events);
+    free(s->names);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->wake);
+    free(s);
+}
+
+/* Takes the session advisory lock that one sequencer per database holds for its life, on a
+ * connection of its own (a pooled one may be reset and would drop it). */
+static bool take_market(struct sequencer *s, char **err)
+{
+    s->lock_conn = PQconnectdb(s->srv->cfg->database_url);
+    if (PQstatus(s->lock_conn) != CONNECTION_OK)
+        return refuse(err, "cannot connect for the sequencer's lock: %s",
+                      PQerrorMessage(s->lock_conn));
+    PGresult *r = PQexec(s->lock_conn, "SELECT pg_try_advisory_lock(5392847106)");
+    bool got = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+               strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    if (!got)
+        return refuse(err, "another cpxd's sequencer already writes this market (advisory lock "
+                           "5392847106 is held); one sequencer per database");
+    return true;
+}
+
+struct sequencer *sequencer_start(struct server *srv, char **err)
+{
+    *err = NULL;
+    struct sequencer *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        *err = strdup("out of memory");
+        return NULL;
+    }
+    s->srv = srv;
+    s->maker_bps = srv->cfg->fee_maker_bps;
+    s->taker_bps = srv->cfg->fee_taker_bps;
+    s->next_id = s->next_agreement = s->batch_id = 1;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->wake, NULL);
+    ledger_batch_init(&s->b.ledger, &srv->signer);
+    mx_config cfg = {
+        .regions = (unsigned)market_nregions,
+        .stp = MX_STP_CANCEL_NEWEST,
+        .sink = sink,
+        .sink_ctx = s,
+        .expected_orders = 4096,
+        .max_orders = (size_t)srv->cfg->max_resting,
+    };
+    s->engine = mx_engine_create(&cfg);
+    struct db_conn *c = s->engine ? db_acquire(srv->db) : NULL;
+    bool ok = c != NULL && take_market(s, err) && load_tables(s, c, err) && replay(s, c, err);
+    if (c != NULL)
+        db_release(srv->db, c);
+    if (!ok) {
+        if (*err == NULL)
+            *err = strdup(s->engine ? "cannot reach the database" : "cannot create the engine");
+        sequencer_free(s);
+        return NULL;
+    }
+    market_snapshot_publish(&srv->snapshot, s->engine, s->batch_id - 1);
+    s->running = true;
+    if (pthread_create(&s->thread, NULL, thread_main, s) != 0) {
+        *err = strdup("cannot start the sequencer thread");
+        sequencer_free(s);
+        return NULL;
+    }
+    log_info("sequencer: %zu orders and %zu listings resting, journal of %" PRIu64
+             " commands replayed, next batch %" PRIu64,
+             s->orders.count, s->listings.count, s->journal_len, s->batch_id);
+    return s;
+}
+
+void sequencer_stop(struct sequencer *s)
+{
+    if (s == NULL)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stop = true;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    s->running = false;
+}

@@ -1,0 +1,100 @@
+/*
+ * The sequencer: the single writer of the market (docs/trading.md §5).
+ *
+ * HTTP threads validate a request, build a command and hand it over with sequencer_submit, which
+ * suspends the request's connection. The sequencer thread takes every queued command (up to
+ * --batch-max) as one batch, applies them in order to the matching engine and the accounts,
+ * writes the whole batch -- journal, rows, money entries, ledger records and a signed checkpoint
+ * -- in one PostgreSQL transaction, and after COMMIT answers and resumes every request of the
+ * batch. It also expires orders as time passes. On start it rebuilds the books by replaying the
+ * journal and checks the engine's state hash against the last batch's.
+ */
+#ifndef CPX_SERVER_SEQUENCER_H
+#define CPX_SERVER_SEQUENCER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "matching/matching.h"
+#include "server/trading.h"
+
+struct request;
+struct server;
+struct sequencer;
+
+enum seq_op { SEQ_LISTING = 1, SEQ_ORDER, SEQ_CANCEL, SEQ_DEPOSIT };
+
+#define MARKET_NAME_MAX 98 /* "vendor/model" and its NUL */
+
+/* A validated listing; the sequencer assigns ask.id, ask.owner, ask.vendor and ask.model. */
+struct seq_listing {
+    mx_ask ask;
+    char vendor[MARKET_NAME_MAX]; /* "nvidia" */
+    char model[MARKET_NAME_MAX];  /* "nvidia/H100-SXM" */
+    char region[32];
+    char endpoint[ENDPOINT_MAX + 1];
+    json_t *terms; /* as the API shows them (owned) */
+};
+
+/* A validated order; the sequencer assigns bid.id, bid.owner and bid.allow. */
+struct seq_order {
+    mx_bid bid;
+    char models[MX_MAX_ALLOW][MARKET_NAME_MAX]; /* allow-list names, bid.n_allow of them */
+    char client_order_id[CLIENT_ORDER_ID_MAX + 1];
+    uint8_t body_sha256[32]; /* tells a repeat of the order from a reuse of its id */
+    int64_t hold;            /* micro-CNY to hold (docs/trading.md §2) */
+    json_t *terms;           /* owned */
+};
+
+struct seq_cancel {
+    uint64_t id;  /* order or listing */
+    bool listing; /* which of the two */
+};
+
+struct seq_deposit {
+    char account[CPX_ID_MAX]; /* an approved identity */
+    int64_t amount;           /* micro-CNY, > 0 */
+    const char *idem_key;     /* Idempotency-Key (the request's header), or NULL */
+    uint8_t idem_hash[32];    /* its request digest */
+};
+
+/* One command. The request stays suspended until the sequencer answers it. */
+struct seq_cmd {
+    enum seq_op op;
+    struct request *req;
+    struct seq_listing listing;
+    struct seq_order order;
+    struct seq_cancel cancel;
+    struct seq_deposit deposit;
+    struct seq_cmd *next; /* queue link */
+};
+
+/* A zeroed command for req (NULL when out of memory). */
+struct seq_cmd *seq_cmd_new(enum seq_op op, struct request *req);
+
+/*
+ * Rebuilds the market from the database (journal replay, state hash check), then starts the
+ * sequencer thread. Returns NULL with *err (malloc'd) when the database and the journal disagree
+ * or cannot be read.
+ */
+struct sequencer *sequencer_start(struct server *srv, char **err);
+
+/* Answers whatever is still queued with 503 and stops the thread; later submissions are answered
+ * 503 at once. */
+void sequencer_stop(struct sequencer *s);
+
+/* Frees the sequencer (after sequencer_stop, once no request can reach it any more). */
+void sequencer_free(struct sequencer *s);
+
+/*
+ * Hands cmd over (the sequencer owns it from here) and suspends its request; the sequencer
+ * answers it after the batch that carries it commits. When the sequencer is not running the
+ * request is answered 503 at once.
+ */
+void sequencer_submit(struct sequencer *s, struct seq_cmd *cmd);
+
+/* The fee schedule in force. */
+void sequencer_fees(const struct sequencer *s, int64_t *maker_bps, int64_t *taker_bps);
+
+#endif
