@@ -43,7 +43,8 @@
 #include "server/u64map.h"
 #include "server/util.h"
 
-#define JOURNAL_PAGE 10000 /* journal rows read per query at start */
+#define JOURNAL_PAGE   10000 /* journal rows read per query at start */
+#define QUEUE_BATCHES  8     /* commands queued beyond this many full batches get 503 busy */
 
 struct live_order {
     struct order_row row;
@@ -115,6 +116,7 @@ struct sequencer {
     pthread_mutex_t mu;
     pthread_cond_t wake;
     struct seq_cmd *head, *tail;
+    size_t queued; /* commands in the queue */
     bool running, stop;
     pthread_t thread;
     PGconn *lock_conn; /* holds the advisory lock that makes this the one sequencer */
@@ -1361,6 +1363,7 @@ static void *thread_main(void *arg)
                 s->b.cap = cap;
             }
             struct seq_cmd *cmd = s->head;
+            s->queued--;
             s->head = cmd->next;
             if (s->head == NULL)
                 s->tail = NULL;
@@ -1398,6 +1401,14 @@ void sequencer_submit(struct sequencer *s, struct seq_cmd *cmd)
         cmd_free(cmd);
         return;
     }
+    if (s->queued >= QUEUE_BATCHES * (size_t)s->srv->cfg->batch_max) {
+        /* Backpressure: more is waiting than the next few batches will take. */
+        pthread_mutex_unlock(&s->mu);
+        reply_error(cmd->req, E_BUSY, NULL, "The market is busy; retry shortly.");
+        cmd_free(cmd);
+        return;
+    }
+    s->queued++;
     request_suspend(cmd->req);
     cmd->next = NULL;
     if (s->tail != NULL)
