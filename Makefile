@@ -6,6 +6,8 @@
 #   make SANITIZE=address,undefined test     the same with sanitizers (binaries in build/san-*/bin)
 #   make test T='e2e/*'                       only the tests whose names match the pattern
 #   make bench-matching | bench-ledger | bench-ledger-db    benchmarks that print numbers
+#   make bench-trading [CPX_BENCH_CLIENTS=64 CPX_BENCH_SECONDS=10]  signed orders over HTTPS vs
+#                   the machine's Ed25519 verify and PostgreSQL commit rates
 #   make fuzz FUZZ=<target> [FUZZ_SECONDS=60] run one libFuzzer target (clang)
 #
 # Layout of the build: objects under build/<variant>/, binaries in bin/ (or build/<variant>/bin
@@ -84,7 +86,7 @@ TEST_BINS := $(UNIT_BINS) $(DB_BINS) $(INTEG_BINS) $(FUZZ_REPLAY_BINS)
 
 # ---- top-level targets ---------------------------------------------------------------------
 .PHONY: all deps build build-tests run test test-unit bench-matching bench-ledger bench-ledger-db \
-	fuzz clean format \
+	bench-trading fuzz clean format \
 	format-check
 
 all: deps
@@ -122,6 +124,12 @@ bench-ledger: deps
 bench-ledger-db: deps
 	@$(MAKE) --no-print-directory build
 	@BIN='$(BIN)' scripts/bench-ledger-db.sh
+
+# Signed POST /v1/orders from N kept-alive HTTPS clients against a private cpxd and PostgreSQL
+# (fsync on), next to the machine's raw Ed25519 verification and single-row commit rates.
+bench-trading: deps
+	@$(MAKE) --no-print-directory build
+	@BIN='$(BIN)' scripts/bench-trading.sh
 
 FUZZ ?=
 FUZZ_SECONDS ?= 60
