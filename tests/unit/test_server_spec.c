@@ -130,6 +130,7 @@ static const struct bad bads[] = {
     { "{\"name\":\"x\",\"inner\":{\"depth\":1,\"deep\":2}}", E_UNKNOWN_FIELD, "inner.deep" },
     { "{\"name\":\"x\",\"inner\":[]}", E_INVALID_FIELD, "inner" },
     { "{\"name\":\"x\",\"nmae\":\"y\"}", E_UNKNOWN_FIELD, "nmae" },
+    { "{\"name\":\"x\",\"count_micro\":1}", E_UNKNOWN_FIELD, "count_micro" }, /* not money */
 };
 
 static void refuses_and_names_the_field(void **state)
@@ -159,6 +160,186 @@ static void refuses_non_objects(void **state)
     assert_false(spec_parse(NULL, spec, &r, &err));
 }
 
+/* ---- SPEC_MONEY: "x":"15.2" or "x_micro":15200000 ---------------------------------------- */
+
+struct order {
+    int64_t limit;
+    int64_t fee;
+    int64_t cap;
+};
+
+static const struct spec money_inner[] = {
+    SPEC_MONEY("cap", struct order, cap, true, 0, INT64_MAX),
+    SPEC_END,
+};
+
+static const struct spec money_spec[] = {
+    SPEC_MONEY("limit_price", struct order, limit, true, 1, 1000000000000000000), /* 10^12 CNY */
+    SPEC_MONEY("fee", struct order, fee, false, 0, 5000000),
+    SPEC_OBJ("inner", false, money_inner),
+    SPEC_END,
+};
+
+/* Parses text against money_spec, with -1 in every field first; true on success, else err. */
+static bool parse_money(const char *text, struct order *o, struct spec_error *err)
+{
+    json_error_t jerr;
+    json_t *j = json_loads(text, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    if (j == NULL)
+        fail_msg("%s: %s", text, jerr.text);
+    o->limit = o->fee = o->cap = -1;
+    bool ok = spec_parse(j, money_spec, o, err);
+    json_decref(j);
+    return ok;
+}
+
+struct money_good {
+    const char *body;
+    int64_t limit, fee, cap;
+};
+
+static const struct money_good money_goods[] = {
+    { "{\"limit_price\":\"15.2\"}", 15200000, -1, -1 },
+    { "{\"limit_price_micro\":15200000}", 15200000, -1, -1 },
+    { "{\"limit_price\":\"0.000001\"}", 1, -1, -1 },
+    { "{\"limit_price_micro\":1}", 1, -1, -1 },
+    { "{\"limit_price\":\"1000000000000\"}", 1000000000000000000, -1, -1 },
+    { "{\"limit_price_micro\":1000000000000000000}", 1000000000000000000, -1, -1 },
+    { "{\"limit_price\":\"15.20\"}", 15200000, -1, -1 },
+    { "{\"limit_price\":\"1\",\"fee\":\"0\"}", 1000000, 0, -1 },
+    { "{\"limit_price\":\"1\",\"fee\":\"5\"}", 1000000, 5000000, -1 },
+    { "{\"limit_price\":\"1\",\"fee_micro\":0}", 1000000, 0, -1 },
+    { "{\"limit_price\":\"1\",\"fee\":null}", 1000000, -1, -1 },
+    { "{\"limit_price\":\"1\",\"fee_micro\":null}", 1000000, -1, -1 },
+    /* A null twin is absent, as null is for every field. */
+    { "{\"limit_price\":null,\"limit_price_micro\":7}", 7, -1, -1 },
+    { "{\"limit_price\":\"2\",\"limit_price_micro\":null}", 2000000, -1, -1 },
+    /* Nested: dotted paths, both forms. */
+    { "{\"limit_price\":\"1\",\"inner\":{\"cap\":\"0.5\"}}", 1000000, -1, 500000 },
+    { "{\"limit_price\":\"1\",\"inner\":{\"cap_micro\":5}}", 1000000, -1, 5 },
+    { "{\"limit_price\":\"1\",\"inner\":{\"cap\":\"9223372036854.775807\"}}", 1000000, -1,
+      INT64_MAX },
+    { "{\"inner\":{\"cap_micro\":0},\"fee_micro\":3,\"limit_price_micro\":4}", 4, 3, 0 },
+};
+
+static void money_either_form(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof money_goods / sizeof money_goods[0]; i++) {
+        const struct money_good *g = &money_goods[i];
+        struct order o;
+        struct spec_error err;
+        if (!parse_money(g->body, &o, &err))
+            fail_msg("refused %s: %s %s", g->body, err.field, err.message);
+        if (o.limit != g->limit || o.fee != g->fee || o.cap != g->cap)
+            fail_msg("%s: %lld %lld %lld", g->body, (long long)o.limit, (long long)o.fee,
+                     (long long)o.cap);
+    }
+}
+
+struct money_bad {
+    const char *body;
+    enum err code;
+    const char *field;
+    const char *says; /* a part of the message */
+};
+
+static const struct money_bad money_bads[] = {
+    /* Neither form of a required field. */
+    { "{}", E_MISSING_FIELD, "limit_price", "limit_price_micro" },
+    { "{\"limit_price\":null}", E_MISSING_FIELD, "limit_price", "required" },
+    { "{\"limit_price\":null,\"limit_price_micro\":null}", E_MISSING_FIELD, "limit_price",
+      "required" },
+    { "{\"limit_price\":\"1\",\"inner\":{}}", E_MISSING_FIELD, "inner.cap", "inner.cap_micro" },
+    /* Both forms. */
+    { "{\"limit_price\":\"1\",\"limit_price_micro\":1000000}", E_INVALID_FIELD, "limit_price",
+      "one of them" },
+    { "{\"limit_price\":\"1\",\"limit_price_micro\":\"1\"}", E_INVALID_FIELD, "limit_price",
+      "limit_price_micro" },
+    { "{\"limit_price\":\"1\",\"inner\":{\"cap\":\"1\",\"cap_micro\":1}}", E_INVALID_FIELD,
+      "inner.cap", "inner.cap_micro" },
+    /* The string form: a decimal string, one spelling. */
+    { "{\"limit_price\":15.2}", E_INVALID_FIELD, "limit_price", "decimal amount of CNY" },
+    { "{\"limit_price\":15}", E_INVALID_FIELD, "limit_price", "\"15.2\"" },
+    { "{\"limit_price\":true}", E_INVALID_FIELD, "limit_price", "at most 6 decimals" },
+    { "{\"limit_price\":[\"1\"]}", E_INVALID_FIELD, "limit_price", "decimal" },
+    { "{\"limit_price\":{}}", E_INVALID_FIELD, "limit_price", "decimal" },
+    { "{\"limit_price\":\"\"}", E_INVALID_FIELD, "limit_price", "decimal" },
+    { "{\"limit_price\":\"15.2 \"}", E_INVALID_FIELD, "limit_price", "decimal" },
+    { "{\"limit_price\":\"1e3\"}", E_INVALID_FIELD, "limit_price", "decimal" },
+    { "{\"limit_price\":\"-1\"}", E_INVALID_FIELD, "limit_price", "decimal" },
+    { "{\"limit_price\":\"+1\"}", E_INVALID_FIELD, "limit_price", "decimal" },
+    { "{\"limit_price\":\".5\"}", E_INVALID_FIELD, "limit_price", "decimal" },
+    { "{\"limit_price\":\"5.\"}", E_INVALID_FIELD, "limit_price", "decimal" },
+    { "{\"limit_price\":\"01\"}", E_INVALID_FIELD, "limit_price", "decimal" },
+    { "{\"limit_price\":\"1.0000001\"}", E_INVALID_FIELD, "limit_price", "6 decimals" },
+    { "{\"limit_price\":\"1\\u00002\"}", E_INVALID_FIELD, "limit_price", "decimal" },
+    { "{\"limit_price\":\"18446744073709551616\"}", E_INVALID_FIELD, "limit_price", "decimal" },
+    /* The micro form: an integer. */
+    { "{\"limit_price_micro\":\"15200000\"}", E_INVALID_FIELD, "limit_price_micro",
+      "integer amount of micro-CNY" },
+    { "{\"limit_price_micro\":1.5}", E_INVALID_FIELD, "limit_price_micro", "integer" },
+    { "{\"limit_price_micro\":1e6}", E_INVALID_FIELD, "limit_price_micro", "integer" },
+    { "{\"limit_price_micro\":false}", E_INVALID_FIELD, "limit_price_micro", "integer" },
+    { "{\"limit_price\":\"1\",\"inner\":{\"cap_micro\":\"1\"}}", E_INVALID_FIELD, "inner.cap_micro",
+      "inner.cap_micro must be an integer" },
+    /* Bounds, in the unit of the form sent. */
+    { "{\"limit_price\":\"0\"}", E_INVALID_FIELD, "limit_price",
+      "from 0.000001 to 1000000000000 CNY" },
+    { "{\"limit_price\":\"1000000000000.000001\"}", E_INVALID_FIELD, "limit_price",
+      "1000000000000 CNY" },
+    { "{\"limit_price_micro\":0}", E_INVALID_FIELD, "limit_price_micro",
+      "from 1 to 1000000000000000000 micro-CNY" },
+    { "{\"limit_price_micro\":-15200000}", E_INVALID_FIELD, "limit_price_micro", "micro-CNY" },
+    { "{\"limit_price_micro\":1000000000000000001}", E_INVALID_FIELD, "limit_price_micro",
+      "micro-CNY" },
+    { "{\"limit_price\":\"1\",\"fee\":\"5.000001\"}", E_INVALID_FIELD, "fee", "from 0 to 5 CNY" },
+    { "{\"limit_price\":\"1\",\"fee_micro\":-1}", E_INVALID_FIELD, "fee_micro",
+      "from 0 to 5000000" },
+    { "{\"limit_price\":\"1\",\"inner\":{\"cap_micro\":-1}}", E_INVALID_FIELD, "inner.cap_micro",
+      "micro-CNY" },
+    /* Only the money fields have a _micro twin, and only in their own object. */
+    { "{\"limit_price\":\"1\",\"limit_price_micros\":1}", E_UNKNOWN_FIELD, "limit_price_micros",
+      "not a field" },
+    { "{\"limit_price\":\"1\",\"fee_MICRO\":1}", E_UNKNOWN_FIELD, "fee_MICRO", "not a field" },
+    { "{\"limit_price\":\"1\",\"_micro\":1}", E_UNKNOWN_FIELD, "_micro", "not a field" },
+    { "{\"limit_price\":\"1\",\"inner_micro\":{}}", E_UNKNOWN_FIELD, "inner_micro", "not a field" },
+    { "{\"limit_price\":\"1\",\"cap_micro\":1}", E_UNKNOWN_FIELD, "cap_micro", "not a field" },
+    { "{\"limit_price\":\"1\",\"inner\":{\"cap\":\"1\",\"fee_micro\":1}}", E_UNKNOWN_FIELD,
+      "inner.fee_micro", "not a field" },
+};
+
+static void money_refusals_name_the_key_sent(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof money_bads / sizeof money_bads[0]; i++) {
+        const struct money_bad *b = &money_bads[i];
+        struct order o;
+        struct spec_error err;
+        memset(&err, 0, sizeof err);
+        if (parse_money(b->body, &o, &err))
+            fail_msg("accepted %s", b->body);
+        if (err.code != b->code || strcmp(err.field, b->field) != 0)
+            fail_msg("%s: code %d field %s, want %d %s", b->body, err.code, err.field, b->code,
+                     b->field);
+        if (strstr(err.message, b->says) == NULL)
+            fail_msg("%s: message \"%s\" does not say \"%s\"", b->body, err.message, b->says);
+    }
+}
+
+static void money_message_for_a_person(void **state)
+{
+    (void)state;
+    struct order o;
+    struct spec_error err;
+    assert_false(parse_money("{\"limit_price\":\"15,2\"}", &o, &err));
+    assert_string_equal(err.message, "limit_price must be a decimal amount of CNY with at most 6 "
+                                     "decimals, e.g. \"15.2\"");
+    assert_false(parse_money("{\"limit_price\":\"1\",\"limit_price_micro\":1}", &o, &err));
+    assert_string_equal(err.message, "limit_price and limit_price_micro are the same amount: send "
+                                     "one of them, not both");
+}
+
 static void counts_code_points(void **state)
 {
     (void)state;
@@ -171,9 +352,14 @@ static void counts_code_points(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(accepts_every_type),          cmocka_unit_test(defaults_when_absent),
-        cmocka_unit_test(refuses_and_names_the_field), cmocka_unit_test(refuses_non_objects),
+        cmocka_unit_test(accepts_every_type),
+        cmocka_unit_test(defaults_when_absent),
+        cmocka_unit_test(refuses_and_names_the_field),
+        cmocka_unit_test(refuses_non_objects),
         cmocka_unit_test(counts_code_points),
+        cmocka_unit_test(money_either_form),
+        cmocka_unit_test(money_refusals_name_the_key_sent),
+        cmocka_unit_test(money_message_for_a_person),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
