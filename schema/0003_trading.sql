@@ -2,6 +2,10 @@
 --
 -- One writer: the sequencer (server/sequencer.c) writes every table here, one transaction per
 -- batch of commands, together with the ledger records the batch appends (docs/trading.md §5).
+-- The hot tables (listings, orders, agreements) carry no foreign keys: the sequencer only ever
+-- names identities that exist (they are never deleted) and orders and listings it wrote in the
+-- same or an earlier batch, and each key check would cost a lookup and a share lock on the
+-- referenced row for every row a batch writes (measured: 10 ms for a batch of 30 orders).
 -- Money is bigint micro-CNY. Times are unix seconds (engine time) or timestamptz (row times).
 
 -- The journal: every command the matching engine ran, in order, in its binary form
@@ -35,7 +39,7 @@ COMMENT ON TABLE market_names IS 'Vendor and vendor/model names and their engine
 
 CREATE TABLE listings (
     id          bigint PRIMARY KEY CHECK (id >= 1),
-    provider    text NOT NULL REFERENCES identities (id),
+    provider    text NOT NULL,
     spec        jsonb NOT NULL,          -- the listing's terms as the API shows them
     region      text NOT NULL,
     devices     bigint NOT NULL CHECK (devices >= 1),
@@ -65,7 +69,7 @@ COMMENT ON TABLE jobs IS 'Buyers'' job descriptions, private, referenced by orde
 
 CREATE TABLE orders (
     id              bigint PRIMARY KEY CHECK (id >= 1),
-    buyer           text NOT NULL REFERENCES identities (id),
+    buyer           text NOT NULL,
     client_order_id text NOT NULL CHECK (client_order_id ~ '^[A-Za-z0-9._:-]{1,64}$'),
     body_sha256     bytea NOT NULL CHECK (length(body_sha256) = 32),
     spec            jsonb NOT NULL,      -- the order's terms as the API shows them
@@ -92,10 +96,10 @@ COMMENT ON INDEX orders_open IS 'Serves the start-up load of live orders.';
 
 CREATE TABLE agreements (
     id          bigint PRIMARY KEY CHECK (id >= 1),
-    order_id    bigint NOT NULL REFERENCES orders (id),
-    listing_id  bigint NOT NULL REFERENCES listings (id),
-    buyer       text NOT NULL REFERENCES identities (id),
-    provider    text NOT NULL REFERENCES identities (id),
+    order_id    bigint NOT NULL,
+    listing_id  bigint NOT NULL,
+    buyer       text NOT NULL,
+    provider    text NOT NULL,
     precision   text NOT NULL,
     region      text NOT NULL,
     devices     bigint NOT NULL CHECK (devices >= 1),

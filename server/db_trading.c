@@ -51,7 +51,7 @@ const struct db_statement db_trading_statements[] = {
       "count(*) FILTER (WHERE a.created_at > now() - interval '24 hours'), "
       "coalesce(sum(a.devices) FILTER (WHERE a.created_at > now() - interval '24 hours'), 0), "
       "coalesce(sum(a.tflops::numeric * a.devices * a.hours) FILTER (WHERE a.created_at > now() "
-      "- interval '24 hours'), 0) / 1000 "
+      "- interval '24 hours'), 0) "
       "FROM agreements a GROUP BY a.precision, a.region",
       0 },
     { "price_index",
@@ -87,8 +87,7 @@ const struct db_statement db_trading_statements[] = {
       "AS u(s, e) ON CONFLICT DO NOTHING RETURNING encode(sig_prefix, 'hex')",
       2 },
     { "seq_callers",
-      "SELECT id, encode(public_key, 'hex'), status FROM identities WHERE id = ANY($1::text[]) "
-      "FOR SHARE",
+      "SELECT id, encode(public_key, 'hex'), status FROM identities WHERE id = ANY($1::text[])",
       1 },
     { "seq_repeats",
       "SELECT " ORDER_COLUMNS " FROM orders o JOIN unnest($1::text[], $2::text[]) AS u(b, c) "

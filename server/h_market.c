@@ -966,7 +966,8 @@ void h_account_show(struct request *req)
 {
     const char *id = req->params[0];
     if (strcmp(id, req->caller.id) != 0 && !may_read_all(req)) {
-        reply_error(req, E_IDENTITY_NOT_FOUND, NULL, "You may read only your own account.");
+        reply_error(req, E_FORBIDDEN_ROLE, NULL,
+                    "Only regulators and operators read other identities' accounts.");
         return;
     }
     struct identity_ctx k = { .id = id };
@@ -1029,16 +1030,18 @@ void h_markets(struct request *req)
                     strcmp(PQgetvalue(k.r, row, 1), market_regions[r].id) != 0))
                 row++;
             bool traded = row < PQntuples(k.r);
+            long long tflops_hours = traded ? strtoll(PQgetvalue(k.r, row, 5), NULL, 10) : 0;
             if (traded)
                 money_json_set(m, "last_price", db_get_i64(k.r, row, 2));
             else
                 money_json_null(m, "last_price");
-            json_object_set_new(
-                m, "volume_24h",
-                json_pack("{s:I, s:I, s:I}", "agreements",
-                          (json_int_t)(traded ? db_get_i64(k.r, row, 3) : 0), "devices",
-                          (json_int_t)(traded ? db_get_i64(k.r, row, 4) : 0), "pflops_hours",
-                          (json_int_t)(traded ? strtoll(PQgetvalue(k.r, row, 5), NULL, 10) : 0)));
+            json_object_set_new(m, "volume_24h",
+                                json_pack("{s:I, s:I, s:I, s:I}", "agreements",
+                                          (json_int_t)(traded ? db_get_i64(k.r, row, 3) : 0),
+                                          "devices",
+                                          (json_int_t)(traded ? db_get_i64(k.r, row, 4) : 0),
+                                          "tflops_hours", (json_int_t)tflops_hours, "pflops_hours",
+                                          (json_int_t)(tflops_hours / 1000)));
             json_array_append_new(items, m);
         }
     PQclear(k.r);
@@ -1170,9 +1173,10 @@ void h_price_index(struct request *req)
         num = num * 10 + (unsigned)(*s - '0');
     for (const char *s = PQgetvalue(k.r, 0, 1); *s >= '0' && *s <= '9'; s++)
         den = den * 10 + (unsigned)(*s - '0');
-    json_t *o = json_pack("{s:s, s:i, s:I, s:I}", "precision", market_precisions[p], "hours",
-                          (int)hours, "pflops_hours", (json_int_t)(den / 1000), "agreements",
-                          (json_int_t)db_get_i64(k.r, 0, 2));
+    json_t *o =
+        json_pack("{s:s, s:i, s:I, s:I, s:I}", "precision", market_precisions[p], "hours",
+                  (int)hours, "tflops_hours", (json_int_t)den, "pflops_hours",
+                  (json_int_t)(den / 1000), "agreements", (json_int_t)db_get_i64(k.r, 0, 2));
     if (den == 0)
         money_json_null(o, "price");
     else

@@ -43,8 +43,8 @@
 #include "server/u64map.h"
 #include "server/util.h"
 
-#define JOURNAL_PAGE   10000 /* journal rows read per query at start */
-#define QUEUE_BATCHES  8     /* commands queued beyond this many full batches get 503 busy */
+#define JOURNAL_PAGE  10000 /* journal rows read per query at start */
+#define QUEUE_BATCHES 8     /* commands queued beyond this many full batches get 503 busy */
 
 struct live_order {
     struct order_row row;
@@ -124,7 +124,7 @@ struct sequencer {
 
 /* ---- small helpers ------------------------------------------------------------------------- */
 
-static void fatal(const char *what, enum db_status st)
+__attribute__((noreturn)) static void fatal(const char *what, enum db_status st)
 {
     log_error("sequencer: %s failed (status %d) after the books moved; stopping so that a "
               "restart rebuilds them from what committed",
@@ -872,9 +872,11 @@ static enum db_status check_signatures(struct sequencer *s, struct db_conn *c)
     return st;
 }
 
-/* Reads the callers' keys and status again, share-locked until COMMIT (as recheck_caller does for
- * the other changes): a command signed with a key rotated away while it was queued, or by an
- * identity no longer approved, is refused rather than recorded. */
+/* Reads the callers' keys and status again (as recheck_caller does for the other changes): a
+ * command signed with a key rotated away while it was queued is refused rather than recorded.
+ * No row lock is needed: a rotation appends its record in its own transaction, so it must take
+ * the ledger head, which this batch holds until COMMIT; one that committed earlier is seen here,
+ * one that commits later follows this batch's records in the ledger, as it does in time. */
 static enum db_status check_callers(struct sequencer *s, struct db_conn *c)
 {
     struct strbuf ids = { 0 };
@@ -1268,6 +1270,7 @@ static void run_batch(struct sequencer *s)
         return;
     }
     pthread_mutex_lock(&srv->ledger_mu);
+    uint64_t t0 = mono_ns();
     /* 1. Checks; nothing has moved yet, so a failure only answers 503. */
     enum db_status st = db_exec(c, "BEGIN ISOLATION LEVEL READ COMMITTED");
     if (st == DB_OK)
@@ -1287,6 +1290,7 @@ static void run_batch(struct sequencer *s)
         return;
     }
     /* 2. Apply: expiries due now, then every command in order. */
+    uint64_t t1 = mono_ns();
     tick_clock(s);
     struct ctx x = { .s = s, .c = c };
     /* Expiry runs unjournalled: when it expires nothing, only the engine's clock moved, and
@@ -1313,10 +1317,12 @@ static void run_batch(struct sequencer *s)
         }
     }
     /* 3. Write and commit; the books have moved, so a failure stops cpxd. */
+    uint64_t t2 = mono_ns(), t3 = t2;
     if (b->wrote || b->n > 0) {
         st = write_batch(s, c);
         if (st != DB_OK)
             fatal("writing the batch", st);
+        t3 = mono_ns();
         st = db_exec(c, "COMMIT");
         if (st != DB_OK)
             fatal("COMMIT", st);
@@ -1325,8 +1331,14 @@ static void run_batch(struct sequencer *s)
     } else {
         db_exec(c, "ROLLBACK");
     }
+    uint64_t t4 = mono_ns();
     pthread_mutex_unlock(&srv->ledger_mu);
     db_release(srv->db, c);
+    if (b->n > 0)
+        log_debug("sequencer: batch of %zu: check %.2f ms, apply %.2f ms, write %.2f ms, "
+                  "commit %.2f ms",
+                  b->n, (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6, (double)(t3 - t2) / 1e6,
+                  (double)(t4 - t3) / 1e6);
     /* 4. Publish and answer. */
     market_snapshot_publish(&srv->snapshot, s->engine, s->batch_id);
     batch_reset(s);
