@@ -41,6 +41,7 @@ bool cli_parse(int argc, char **argv, const struct cli_flag *flags, struct cli_a
                 return false;
             }
             out->values[i] = "";
+            continue;
         } else if (eq != NULL) {
             out->values[i] = eq + 1;
         } else if (a + 1 < argc) {
@@ -49,6 +50,11 @@ bool cli_parse(int argc, char **argv, const struct cli_flag *flags, struct cli_a
             fprintf(stderr, "--%s needs a value\n", flags[i].name);
             return false;
         }
+        if (out->nrepeats < CLI_MAX_REPEATS) {
+            out->repeat_flag[out->nrepeats] = i;
+            out->repeat_value[out->nrepeats] = out->values[i];
+        }
+        out->nrepeats++;
     }
     return true;
 }
@@ -57,6 +63,22 @@ const char *cli_get(const struct cli_flag *flags, const struct cli_args *a, cons
 {
     int i = flag_index(flags, name, strlen(name));
     return i >= 0 ? a->values[i] : NULL;
+}
+
+int cli_get_all(const struct cli_flag *flags, const struct cli_args *a, const char *name,
+                const char **out, int max)
+{
+    int i = flag_index(flags, name, strlen(name)), n = 0;
+    if (a->nrepeats > CLI_MAX_REPEATS)
+        return -1;
+    for (int k = 0; i >= 0 && k < a->nrepeats; k++) {
+        if (a->repeat_flag[k] != i)
+            continue;
+        if (n < max)
+            out[n] = a->repeat_value[k];
+        n++;
+    }
+    return n;
 }
 
 /* Prints a scalar or compact JSON for anything else. */

@@ -15,8 +15,9 @@
 
 #include "clients/common/client.h"
 
-#define CLI_MAX_FLAGS 24
-#define CLI_MAX_ARGS  8
+#define CLI_MAX_FLAGS   24
+#define CLI_MAX_ARGS    8
+#define CLI_MAX_REPEATS 32
 
 /* A flag a command takes. */
 struct cli_flag {
@@ -30,6 +31,10 @@ struct cli_args {
     const char *values[CLI_MAX_FLAGS]; /* value of flags[i], "" for a set switch, NULL if absent */
     const char *args[CLI_MAX_ARGS];    /* positional arguments */
     int nargs;                         /* their count */
+    /* Every value given, in order, for flags that may repeat (see cli_get_all). */
+    int repeat_flag[CLI_MAX_REPEATS];          /* index into flags */
+    const char *repeat_value[CLI_MAX_REPEATS]; /* its value */
+    int nrepeats;                              /* values given; may exceed CLI_MAX_REPEATS */
 };
 
 /*
@@ -40,6 +45,14 @@ bool cli_parse(int argc, char **argv, const struct cli_flag *flags, struct cli_a
 
 /* The value of flag `name`, or NULL when absent. */
 const char *cli_get(const struct cli_flag *flags, const struct cli_args *a, const char *name);
+
+/*
+ * Every value of flag `name` in the order given (a flag given twice keeps both here, while
+ * cli_get answers the last): stores at most max in out and returns how many there are, or -1
+ * when more value flags were given than CLI_MAX_REPEATS (some may be missing).
+ */
+int cli_get_all(const struct cli_flag *flags, const struct cli_args *a, const char *name,
+                const char **out, int max);
 
 /*
  * Reports a reply: on 2xx prints body (JSON with json_mode, else text) and returns 0; otherwise

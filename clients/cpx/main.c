@@ -18,15 +18,11 @@
 #include "clients/common/cli.h"
 #include "clients/common/client.h"
 #include "clients/common/vkey.h"
+#include "clients/cpx/cpx.h"
 #include "ledger/checkpoint.h"
 #include "ledger/codec.h"
 #include "ledger/keyfile.h"
 #include "ledger/merkle.h"
-
-struct ctx {
-    struct client cl; /* connection settings and key */
-    bool json;        /* --json */
-};
 
 struct command {
     const char *words;            /* "admin approve" */
@@ -92,9 +88,8 @@ static const struct cli_flag register_flags[] = {
     { NULL, false, NULL },
 };
 
-/* Sends a request (body stolen). Returns false when no reply arrived. */
-static bool send_request(struct ctx *c, const char *method, const char *target, json_t *body,
-                         bool sign, const char *idempotency_key, struct client_reply *r)
+bool send_request(struct ctx *c, const char *method, const char *target, json_t *body, bool sign,
+                  const char *idempotency_key, struct client_reply *r)
 {
     char *text = body ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(body);
@@ -109,9 +104,8 @@ static bool send_request(struct ctx *c, const char *method, const char *target, 
     return ok;
 }
 
-/* Sends a request and prints the reply; returns the exit status. */
-static int call(struct ctx *c, const char *method, const char *target, json_t *body, bool sign,
-                const char *idempotency_key)
+int call(struct ctx *c, const char *method, const char *target, json_t *body, bool sign,
+         const char *idempotency_key)
 {
     struct client_reply r;
     bool ok = send_request(c, method, target, body, sign, idempotency_key, &r);
@@ -196,8 +190,7 @@ static const struct cli_flag list_flags[] = {
     { NULL, false, NULL },
 };
 
-/* Appends "name=value" to a query string when value is set (values are plain words here). */
-static void add_query(char *q, size_t cap, const char *name, const char *value)
+void add_query(char *q, size_t cap, const char *name, const char *value)
 {
     if (value == NULL)
         return;
@@ -500,19 +493,108 @@ static const struct command commands[] = {
       false, cmd_ledger_receipt },
     { "health", "", "check that the exchange and its database answer", no_flags, false,
       cmd_health },
+    { "list-capacity",
+      "--vendor V --model M --type gpu|npu|dcu|fpga|asic --devices N "
+      "--precision P:TFLOPS:PRICE [--precision ...] --memory-gb N --region R --endpoint URL "
+      "[--interconnect I] [--from TIME] [--until TIME] [--min-hours N] [--max-hours N] "
+      "[--green-permille N] [--expires TIME]",
+      "offer devices for rent (providers); prints the listing id", list_capacity_flags, true,
+      cmd_list_capacity },
+    { "delist", "LISTING_ID", "take a listing off the book (providers)", no_flags, true,
+      cmd_delist },
+    { "listings", "[LISTING_ID] [--status open|closed] [--limit N] [--after CURSOR]",
+      "show one of your listings, or list them (providers)", mine_flags, true, cmd_listings },
+    { "order",
+      "[--client-order-id ID] --precision P (--devices N | --tflops N) --hours N "
+      "--regions R1,R2 --limit PRICE [--tif gtc|gtd|ioc|fok] [--expires TIME] "
+      "[--start-earliest TIME] [--start-latest TIME] [--min-memory-gb N] [--min-tflops N] "
+      "[--max-tflops N] [--gang N] [--min-green-permille N] [--models V/M,V] [--job FILE]",
+      "buy compute at PRICE CNY per PFLOPS-hour or less (buyers); prints the order id", order_flags,
+      true, cmd_order },
+    { "cancel", "ORDER_ID", "cancel what is left of an order (buyers)", no_flags, true,
+      cmd_cancel },
+    { "orders", "[ORDER_ID] [--status open|closed] [--limit N] [--after CURSOR]",
+      "show one of your orders, or list them (buyers)", mine_flags, true, cmd_orders },
+    { "agreements", "[AGREEMENT_ID] [--limit N] [--after CURSOR]",
+      "show one of your agreements, or list them", page_flags, true, cmd_agreements },
+    { "deposit", "IDENTITY_ID AMOUNT [--idempotency-key K]",
+      "pay AMOUNT CNY into an identity's account (operators)", deposit_flags, true, cmd_deposit },
+    { "balance", "[IDENTITY_ID]", "show an account: available, held, escrow (default: your own)",
+      no_flags, true, cmd_balance },
+    { "regions", "", "list the regions capacity is offered in", no_flags, false, cmd_regions },
+    { "markets", "[--all]", "best bid, ask, last price and 24 h volume of each market",
+      markets_flags, false, cmd_markets },
+    { "book", "PRECISION REGION [--depth N]", "the order book of one market", book_flags, false,
+      cmd_book },
+    { "trades", "[--precision P] [--region R] [--limit N] [--after CURSOR]",
+      "recent agreements, without their parties", trades_flags, false, cmd_trades },
+    { "index", "PRECISION [--hours H]", "volume-weighted price over the last H hours", index_flags,
+      false, cmd_index },
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+/* Prints "words usage", wrapped at 98 columns with continuation lines indented by `indent`. */
+static size_t print_usage_line(FILE *out, const struct command *cmd, size_t indent)
+{
+    char text[1024];
+    snprintf(text, sizeof text, "%s %s", cmd->words, cmd->usage);
+    size_t col = indent;
+    bool wrapped = false;
+    for (const char *p = text; *p != '\0';) {
+        /* a word, a flag with its value, or a [...] or (...) group: never broken */
+        size_t n = 0;
+        for (int depth = 0, words = 0; p[n] != '\0'; n++) {
+            depth += (p[n] == '[' || p[n] == '(') - (p[n] == ']' || p[n] == ')');
+            if (depth == 0 && p[n] == ' ' &&
+                (++words > 1 || p[0] != '-' || strchr("-[(", p[n + 1]) != NULL))
+                break;
+        }
+        if (col > indent && col + 1 + n > 98) {
+            fprintf(out, "\n%*s", (int)indent + 2, "");
+            col = indent + 2;
+            wrapped = true;
+        } else if (p != text) {
+            fputc(' ', out);
+            col++;
+        }
+        fprintf(out, "%.*s", (int)n, p);
+        col += n;
+        p += n;
+        p += strspn(p, " ");
+    }
+    return wrapped || col - indent > 58 ? 99 : col - indent; /* its width, 99: too wide */
+}
 
 static void usage(FILE *out)
 {
     fprintf(out, "usage: cpx [--url URL] [--key FILE] [--cacert FILE] [--json] COMMAND ...\n\n"
                  "commands:\n");
     for (size_t i = 0; i < NCOMMANDS; i++) {
-        char line[128];
-        snprintf(line, sizeof line, "%s %s", commands[i].words, commands[i].usage);
-        fprintf(out, "  %-58s %s\n", line, commands[i].help);
+        fprintf(out, "  ");
+        size_t used = print_usage_line(out, &commands[i], 2);
+        if (used <= 58)
+            fprintf(out, "%*s %s\n", (int)(58 - used), "", commands[i].help);
+        else
+            fprintf(out, "\n%*s %s\n", 60, "", commands[i].help);
     }
-    fprintf(out, "\nenvironment: CPX_URL, CPX_KEY, CPX_CACERT (see README.md)\n");
+    fprintf(out, "\n`cpx help COMMAND` describes a command's options.\n"
+                 "environment: CPX_URL, CPX_KEY, CPX_CACERT (see README.md)\n");
+}
+
+/* `cpx help COMMAND`: its usage, what it does, and every option. */
+static void usage_of(FILE *out, const struct command *cmd)
+{
+    fprintf(out, "usage: cpx ");
+    print_usage_line(out, cmd, 11);
+    fprintf(out, "\n\n%s\n", cmd->help);
+    if (cmd->flags[0].name != NULL)
+        fprintf(out, "\noptions:\n");
+    for (size_t i = 0; cmd->flags[i].name != NULL; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "--%s%s", cmd->flags[i].name,
+                 cmd->flags[i].takes_value ? " VALUE" : "");
+        fprintf(out, "  %-26s %s\n", name, cmd->flags[i].help);
+    }
 }
 
 /* How many leading words of argv spell the command's words? 0 when they do not. */
@@ -554,15 +636,20 @@ int main(int argc, char **argv)
             argv[n++] = argv[i];
         }
     }
-    if (n == 0 || strcmp(argv[0], "help") == 0 || strcmp(argv[0], "--help") == 0) {
-        usage(n == 0 ? stderr : stdout);
-        return n == 0 ? 2 : 0;
-    }
+    bool help = n > 0 && (strcmp(argv[0], "help") == 0 || strcmp(argv[0], "--help") == 0);
     const struct command *cmd = NULL;
     int used = 0;
     for (size_t i = 0; i < NCOMMANDS && cmd == NULL; i++)
-        if ((used = matches(&commands[i], n, argv)) > 0)
+        if ((used = matches(&commands[i], n - help, argv + help)) > 0)
             cmd = &commands[i];
+    if (help && cmd != NULL) {
+        usage_of(stdout, cmd);
+        return 0;
+    }
+    if (n == 0 || help) {
+        usage(n == 0 ? stderr : stdout);
+        return n == 0 ? 2 : 0;
+    }
     if (cmd == NULL) {
         fprintf(stderr, "unknown command \"%s\" (cpx help lists them)\n", argv[0]);
         return 2;

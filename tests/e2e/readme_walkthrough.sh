@@ -69,6 +69,16 @@ grep -q '^cpx-audit exit status 1$' "$work/out.txt" ||
     { echo "cpx-audit did not fail the tampered ledger"; exit 1; }
 grep -q '"reason": "leaf_mismatch"' "$work/out.txt" ||
     { echo "cpx-audit did not name the changed record"; exit 1; }
+# The trading story: an order across two regions fills in one, a refused order exits 1 with the
+# exchange's error, and cancel returns the hold while the escrow stays.
+grep -q '^filled  *4 devices$' "$work/out.txt" || { echo "the order did not fill in yangtze"; exit 1; }
+grep -q '^hold  *891.8802 CNY, 416.21076 CNY of it still held$' "$work/out.txt" ||
+    { echo "the order's hold is not what the README says"; exit 1; }
+grep -q '(422 insufficient_funds)$' "$work/out.txt" && grep -q '^cpx exit status 1$' "$work/out.txt" ||
+    { echo "the order without the money was not refused"; exit 1; }
+grep -q '^bf16  *yangtze  *15 x 2  *-  *12 ' "$work/out.txt" || { echo "markets does not show the trade"; exit 1; }
+grep -q '^status  *cancelled (user)$' "$work/out.txt" || { echo "the order was not cancelled"; exit 1; }
+grep -q '^available  *99524.33056 CNY$' "$work/out.txt" || { echo "the hold did not come back"; exit 1; }
 
 # Running it a second time reuses var/: the data survives.
 stop_exchange
@@ -76,5 +86,8 @@ start_exchange
 cd "$work"
 bin/cpx --key acme.key identity show | grep -q '^status  *approved$' ||
     { echo "data did not survive a restart of make run"; exit 1; }
+bin/cpx --key acme.key balance | grep -q '^escrow  *475.66944 CNY$' ||
+    { echo "the balances did not survive a restart of make run"; exit 1; }
+bin/cpx trades | grep -q ' agr_000000000001 ' || { echo "the trades did not survive a restart"; exit 1; }
 stop_exchange
 echo "walkthrough ok"
