@@ -57,9 +57,18 @@ static bool word_ok(const char *s, size_t max, bool upper, const char *extra)
     return true;
 }
 
-/* A time field in whole seconds (SPEC_TIME gives microseconds); 0 when absent. */
+/* A time field not sent: SPEC_TIME leaves the field untouched, so it starts as this. */
+#define TIME_ABSENT INT64_MIN
+
+/* A time field in whole seconds (SPEC_TIME gives microseconds); 0 when absent (TIME_ABSENT).
+ * The engine takes 0 for "none": checks of a sent time test `us != TIME_ABSENT`, so the epoch
+ * itself is judged as the time it is, never taken for "not sent". */
 static bool whole_seconds(struct request *req, const char *field, int64_t us, int64_t *out)
 {
+    if (us == TIME_ABSENT) {
+        *out = 0;
+        return true;
+    }
     if (us % 1000000 != 0 || us < 0 || us / 1000000 >= (INT64_C(1) << 40)) {
         reply_error(req, E_INVALID_FIELD, field,
                     "%s must be an RFC 3339 time in whole seconds between 1970 and year 36812.",
@@ -155,7 +164,7 @@ static const struct spec price_spec[] = {
 static bool parse_precisions(struct request *req, mx_ask *ask, json_t *terms)
 {
     json_t *ps = json_object_get(req->json, "precisions");
-    if (ps == NULL) {
+    if (ps == NULL || json_is_null(ps)) {
         reply_error(req, E_MISSING_FIELD, "precisions",
                     "precisions is required: an object such as {\"bf16\":{\"tflops\":989,"
                     "\"price\":\"15.2\"}}.");
@@ -209,7 +218,9 @@ static bool parse_precisions(struct request *req, mx_ask *ask, json_t *terms)
 
 void h_listing_create(struct request *req)
 {
-    struct listing_req r = { .tif = -1 };
+    struct listing_req r = {
+        .tif = -1, .from_us = TIME_ABSENT, .until_us = TIME_ABSENT, .expires_us = TIME_ABSENT
+    };
     json_t *rest = body_without(req, "precisions", NULL);
     bool ok = rest != NULL && parse_into(req, rest, listing_spec, &r, "");
     json_decref(rest);
@@ -263,13 +274,14 @@ void h_listing_create(struct request *req)
         !whole_seconds(req, "expires_at", r.expires_us, &a->expiry))
         goto drop;
     int64_t now = now_us() / 1000000;
-    if (a->available_until != 0 &&
+    if (r.until_us != TIME_ABSENT &&
         (a->available_until <= now || a->available_until <= a->available_from)) {
         reply_error(req, E_OUT_OF_RANGE, "available_until",
                     "available_until must be in the future and after available_from.");
         goto drop;
     }
-    if ((tif == MX_GTD) != (a->expiry != 0) || (a->expiry != 0 && a->expiry <= now)) {
+    bool expires = r.expires_us != TIME_ABSENT;
+    if ((tif == MX_GTD) != expires || (expires && a->expiry <= now)) {
         reply_error(req, E_INVALID_FIELD, "expires_at",
                     "expires_at is required with time_in_force gtd (and only then), in the "
                     "future.");
@@ -394,7 +406,11 @@ static bool order_capacity(const struct order_req *r, __int128 *tflops)
 
 void h_order_create(struct request *req)
 {
-    struct order_req r = { .precision = -1, .tif = -1 };
+    struct order_req r = { .precision = -1,
+                           .tif = -1,
+                           .expires_us = TIME_ABSENT,
+                           .start_earliest_us = TIME_ABSENT,
+                           .start_latest_us = TIME_ABSENT };
     json_t *rest = body_without(req, "constraints", NULL);
     json_t *cons = json_object_get(req->json, "constraints");
     if (rest != NULL && cons != NULL) {
@@ -475,13 +491,15 @@ void h_order_create(struct request *req)
         !whole_seconds(req, "start_latest", r.start_latest_us, &b->start_latest))
         goto drop;
     int64_t now = now_us() / 1000000;
-    if ((tif == MX_GTD) != (b->expiry != 0) || (b->expiry != 0 && b->expiry <= now)) {
+    bool expires = r.expires_us != TIME_ABSENT;
+    if ((tif == MX_GTD) != expires || (expires && b->expiry <= now)) {
         reply_error(req, E_INVALID_FIELD, "expires_at",
                     "expires_at is required with time_in_force gtd (and only then), in the "
                     "future.");
         goto drop;
     }
-    if (b->start_latest != 0 && (b->start_latest < now || b->start_latest < b->start_earliest)) {
+    if (r.start_latest_us != TIME_ABSENT &&
+        (b->start_latest < now || b->start_latest < b->start_earliest)) {
         reply_error(req, E_OUT_OF_RANGE, "start_latest",
                     "start_latest must be in the future and not before start_earliest.");
         goto drop;
@@ -785,8 +803,17 @@ static enum db_status job_fn(struct db_conn *c, void *arg)
 void h_job_create(struct request *req)
 {
     json_t *d = json_object_get(req->json, "description");
-    if (json_object_size(req->json) != 1 || !json_is_string(d)) {
-        reply_error(req, d ? E_INVALID_FIELD : E_MISSING_FIELD, "description",
+    const char *key;
+    json_t *v;
+    json_object_foreach(req->json, key, v)
+    {
+        if (strcmp(key, "description") != 0) {
+            reply_error(req, E_UNKNOWN_FIELD, key, "The body is {\"description\":\"...\"} only.");
+            return;
+        }
+    }
+    if (!json_is_string(d)) {
+        reply_error(req, d && !json_is_null(d) ? E_INVALID_FIELD : E_MISSING_FIELD, "description",
                     "The body is {\"description\":\"...\"}, a string of at most %d bytes.",
                     JOB_MAX);
         return;

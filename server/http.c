@@ -147,10 +147,8 @@ bool request_page(struct request *req, int *limit, const char **after)
     *limit = 100;
     *after = a ? a : "";
     if (l != NULL) {
-        char *end;
-        errno = 0;
-        long v = strtol(l, &end, 10);
-        if (errno != 0 || end == l || *end != '\0' || v < 1 || v > 1000) {
+        uint64_t v; /* one spelling per number: no sign, space or leading zero */
+        if (!cpx_decimal_parse(l, &v) || v < 1 || v > 1000) {
             reply_error(req, E_INVALID_QUERY, "limit", "limit must be an integer from 1 to 1000");
             return false;
         }
