@@ -40,7 +40,7 @@ COMMENT ON TABLE market_names IS 'Vendor and vendor/model names and their engine
 CREATE TABLE listings (
     id          bigint PRIMARY KEY CHECK (id >= 1),
     provider    text NOT NULL,
-    spec        jsonb NOT NULL,          -- the listing's terms as the API shows them
+    spec        json NOT NULL,           -- the listing's terms as the API shows them
     region      text NOT NULL,
     devices     bigint NOT NULL CHECK (devices >= 1),
     remaining   bigint NOT NULL CHECK (remaining BETWEEN 0 AND devices),
@@ -72,7 +72,7 @@ CREATE TABLE orders (
     buyer           text NOT NULL,
     client_order_id text NOT NULL CHECK (client_order_id ~ '^[A-Za-z0-9._:-]{1,64}$'),
     body_sha256     bytea NOT NULL CHECK (length(body_sha256) = 32),
-    spec            jsonb NOT NULL,      -- the order's terms as the API shows them
+    spec            json NOT NULL,       -- the order's terms as the API shows them
     precision       text NOT NULL,
     remaining       bigint NOT NULL CHECK (remaining >= 0),
     filled_devices  bigint NOT NULL CHECK (filled_devices >= 0),

@@ -12,6 +12,7 @@
 #include "server/db.h"
 #include "server/db_identities.h"
 #include "server/http.h"
+#include "server/idcache.h"
 #include "server/replay.h"
 #include "server/server.h"
 #include "server/util.h"
@@ -60,8 +61,13 @@ bool auth_request(struct request *req, const struct route *route)
     }
     if (route->access == ACCESS_REGISTER)
         return true;
-    enum db_status st =
-        cpx_identity_id_valid(req->auth.id) ? db_run(req->srv->db, lookup_caller, req) : DB_NO_ROWS;
+    enum db_status st = DB_OK;
+    if (!identity_cache_get(req->srv->idcache, req->auth.id, &req->caller)) {
+        st = cpx_identity_id_valid(req->auth.id) ? db_run(req->srv->db, lookup_caller, req)
+                                                 : DB_NO_ROWS;
+        if (st == DB_OK)
+            identity_cache_put(req->srv->idcache, &req->caller);
+    }
     if (st == DB_NO_ROWS) {
         reply_error(req, E_UNKNOWN_IDENTITY, NULL, "No identity has the id %s.", req->auth.id);
         return false;

@@ -69,11 +69,6 @@ static bool conn_open(struct db_pool *pool, struct db_conn *c)
         conn_drop(c);
         return false;
     }
-    /* Plan every execution for the table sizes of the moment. A generic plan cached while the
-     * tables were empty (and never analysed) scans them whole ever after: the sequencer's array
-     * joins did, one full scan of ledger_nodes and of orders per batch. Planning costs ~0.1 ms. */
-    PGresult *set = PQexec(c->pg, "SET plan_cache_mode = force_custom_plan");
-    PQclear(set);
     for (size_t t = 0; t < sizeof statement_tables / sizeof statement_tables[0]; t++)
         for (const struct db_statement *s = statement_tables[t]; s->name != NULL; s++) {
             PGresult *r = PQprepare(c->pg, s->name, s->sql, s->nparams, NULL);

@@ -22,6 +22,7 @@
 #include "server/handlers.h"
 #include "server/db_ledger.h"
 #include "server/http.h"
+#include "server/idcache.h"
 #include "server/records.h"
 #include "server/server.h"
 #include "server/spec.h"
@@ -276,6 +277,7 @@ static void decide(struct request *req, enum identity_status to, const struct sp
     }
     struct decide_ctx d = { .to = to, .reason = r.reason };
     handler_transact(req, decide_tx, &d);
+    identity_cache_forget(req->srv->idcache, req->params[0]); /* its status changed */
 }
 
 void h_identity_approve(struct request *req)
@@ -347,4 +349,5 @@ void h_identity_rotate_key(struct request *req)
         return;
     }
     handler_transact(req, rotate_tx, &r);
+    identity_cache_forget(req->srv->idcache, req->params[0]); /* its key changed */
 }

@@ -313,10 +313,15 @@ void h_listing_create(struct request *req)
     json_object_set_new(terms, "endpoint", json_string(r.endpoint));
     json_object_set_new(terms, "time_in_force", json_string(tifs[tif]));
     set_time_or_null(terms, "expires_at", a->expiry);
+    if ((cmd->listing.terms_text = json_dumps(terms, JSON_COMPACT | JSON_SORT_KEYS)) == NULL) {
+        reply_error(req, E_INTERNAL, NULL, NULL);
+        goto drop;
+    }
     sequencer_submit(req->srv->seq, cmd);
     return;
 drop:
     json_decref(cmd->listing.terms);
+    free(cmd->listing.terms_text);
     free(cmd);
 }
 
@@ -554,10 +559,15 @@ void h_order_create(struct request *req)
     json_object_set_new(tc, "min_green_permille", json_integer(r.min_green));
     if (json_object_get(tc, "models") == NULL)
         json_object_set_new(tc, "models", json_array());
+    if ((o->terms_text = json_dumps(terms, JSON_COMPACT | JSON_SORT_KEYS)) == NULL) {
+        reply_error(req, E_INTERNAL, NULL, NULL);
+        goto drop;
+    }
     sequencer_submit(req->srv->seq, cmd);
     return;
 drop:
     json_decref(cmd->order.terms);
+    free(cmd->order.terms_text);
     free(cmd);
 }
 

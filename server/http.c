@@ -336,6 +336,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (req->suspended) /* the sequencer answers it, then resumes the connection */
             return MHD_YES;
     }
+    if (req->deferred != NULL) {
+        json_t *body = req->deferred;
+        req->deferred = NULL;
+        reply_json(req, req->deferred_status, body);
+    }
     return send_reply(req);
 }
 
@@ -343,6 +348,14 @@ void request_suspend(struct request *req)
 {
     req->suspended = true;
     MHD_suspend_connection(req->conn);
+}
+
+void reply_json_deferred(struct request *req, int status, json_t *body)
+{
+    json_decref(req->deferred);
+    req->deferred = body;
+    req->deferred_status = status;
+    req->status = status;
 }
 
 void request_resume(struct request *req)
@@ -383,6 +396,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **ctx,
     if (req->response != NULL)
         MHD_destroy_response(req->response);
     json_decref(req->json);
+    json_decref(req->deferred);
     free(req->body);
     free(req->target);
     free(req);

@@ -49,6 +49,8 @@ struct request {
     bool queued;                   /* the reply has been handed to libmicrohttpd */
     bool dispatched;               /* the handler has run */
     bool suspended;                /* handed to the sequencer, which answers and resumes it */
+    json_t *deferred;              /* reply_json_deferred's body, sent when resumed */
+    int deferred_status;           /* its status */
     struct MHD_Response *response; /* the reply, until queued */
 };
 
@@ -113,6 +115,11 @@ bool request_parse(struct request *req, const struct spec *spec, void *dest);
  */
 void request_suspend(struct request *req);
 void request_resume(struct request *req);
+
+/* For the thread that answers a suspended request: keeps body (stolen) and status, and the
+ * request's own HTTP thread serialises and sends them once resumed, so the JSON encoding runs
+ * there and not on the answering thread. */
+void reply_json_deferred(struct request *req, int status, json_t *body);
 
 /* Starts listening as configured; returns false after logging why. */
 bool http_start(struct server *srv);

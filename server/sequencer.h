@@ -34,7 +34,8 @@ struct seq_listing {
     char model[MARKET_NAME_MAX];  /* "nvidia/H100-SXM" */
     char region[32];
     char endpoint[ENDPOINT_MAX + 1];
-    json_t *terms; /* as the API shows them (owned) */
+    json_t *terms;    /* as the API shows them (owned) */
+    char *terms_text; /* the same as JSON text, made on the HTTP thread (owned) */
 };
 
 /* A validated order; the sequencer assigns bid.id, bid.owner and bid.allow. */
@@ -45,6 +46,7 @@ struct seq_order {
     uint8_t body_sha256[32]; /* tells a repeat of the order from a reuse of its id */
     int64_t hold;            /* micro-CNY to hold (docs/trading.md §2) */
     json_t *terms;           /* owned */
+    char *terms_text;        /* the same as JSON text, made on the HTTP thread (owned) */
 };
 
 struct seq_cancel {

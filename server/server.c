@@ -16,6 +16,7 @@
 #include "server/db.h"
 #include "server/db_identities.h"
 #include "server/http.h"
+#include "server/idcache.h"
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/migrate.h"
@@ -28,6 +29,8 @@
 #define CONNECT_ATTEMPTS    20 /* at start, one every half second */
 #define MAINTENANCE_SECONDS 30 /* between prunes of expired request signatures */
 
+#define IDCACHE_SLOTS  4096 /* identities kept for authentication */
+#define IDCACHE_TTL_MS 2000 /* for at most this long */
 static enum db_status prune(struct db_conn *c, void *arg)
 {
     long *rows = arg;
@@ -339,7 +342,8 @@ int server_start(struct server *srv, const struct config *cfg)
     }
     srv->metrics = metrics_create(nroutes, routes_init());
     srv->replay = replay_create(2 * cfg->clock_skew);
-    if (srv->metrics == NULL || srv->replay == NULL) {
+    srv->idcache = identity_cache_create(IDCACHE_SLOTS, IDCACHE_TTL_MS);
+    if (srv->metrics == NULL || srv->replay == NULL || srv->idcache == NULL) {
         log_error("out of memory");
         goto fail;
     }
@@ -378,6 +382,8 @@ void server_stop(struct server *srv)
     sequencer_free(srv->seq);
     srv->seq = NULL;
     replay_free(srv->replay);
+    identity_cache_free(srv->idcache);
+    srv->idcache = NULL;
     metrics_free(srv->metrics);
     db_pool_close(srv->db);
     srv->replay = NULL;

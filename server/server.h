@@ -14,13 +14,14 @@
 #include "server/market.h"
 
 struct server {
-    const struct config *cfg;    /* settings, read-only after start */
-    struct db_pool *db;          /* PostgreSQL connections */
-    struct metrics *metrics;     /* request counters and histograms */
-    struct replay_cache *replay; /* signatures seen recently */
-    struct ledger_signer signer; /* the exchange's checkpoint key and the ledger's origin */
-    pthread_mutex_t ledger_mu;   /* one ledger-appending transaction at a time in this process */
-    struct sequencer *seq;       /* the market's single writer */
+    const struct config *cfg;       /* settings, read-only after start */
+    struct db_pool *db;             /* PostgreSQL connections */
+    struct metrics *metrics;        /* request counters and histograms */
+    struct replay_cache *replay;    /* signatures seen recently */
+    struct identity_cache *idcache; /* callers looked up recently (idcache.h) */
+    struct ledger_signer signer;    /* the exchange's checkpoint key and the ledger's origin */
+    pthread_mutex_t ledger_mu;      /* one ledger-appending transaction at a time in this process */
+    struct sequencer *seq;          /* the market's single writer */
     struct market_snapshot snapshot; /* the books as of the last committed batch */
     struct MHD_Daemon *daemon;       /* the HTTPS listener */
     uint16_t port;                   /* port actually bound */

@@ -20,7 +20,9 @@ void json_set_time(json_t *obj, const char *key, int64_t t)
 
 static json_t *terms_copy(const json_t *terms)
 {
-    json_t *o = terms ? json_deep_copy(terms) : json_object();
+    /* Shallow: the nested parts (arrays, constraints) are shared, never changed after the terms
+     * were built, and jansson counts references atomically. */
+    json_t *o = terms ? json_copy((json_t *)terms) : json_object();
     return json_is_object(o) ? o : (json_decref(o), json_object());
 }
 
@@ -43,7 +45,7 @@ json_t *order_json(const struct order_view *v)
     money_json_set(o, "hold", v->hold);
     money_json_set(o, "hold_left", v->hold_left);
     json_object_set_new(o, "agreements",
-                        v->agreements ? json_deep_copy(v->agreements) : json_array());
+                        v->agreements ? json_copy((json_t *)v->agreements) : json_array());
     set_reason(o, v->cancel_reason);
     json_set_time(o, "created_at", v->created_at);
     json_object_set_new(o, "ledger_seq", json_integer((json_int_t)v->ledger_seq));

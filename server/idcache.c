@@ -1,0 +1,97 @@
+/*
+ * The identity cache: see idcache.h. A direct-mapped table (one entry per slot, chosen by a hash
+ * of the id) behind one mutex; a lookup copies the entry out, so nothing is shared after it.
+ */
+#include "server/idcache.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/util.h"
+
+struct slot {
+    bool used;
+    int64_t stored_ms; /* monotonic time it was stored */
+    struct identity idn;
+};
+
+struct identity_cache {
+    pthread_mutex_t mu;
+    size_t n;
+    int64_t ttl_ms;
+    struct slot *slots;
+};
+
+static size_t slot_of(const struct identity_cache *c, const char *id)
+{
+    uint64_t h = UINT64_C(1469598103934665603); /* FNV-1a */
+    for (; *id; id++)
+        h = (h ^ (uint8_t)*id) * UINT64_C(1099511628211);
+    return (size_t)(h % c->n);
+}
+
+static int64_t mono_ms(void)
+{
+    return (int64_t)(mono_ns() / 1000000);
+}
+
+struct identity_cache *identity_cache_create(size_t slots, int64_t ttl_ms)
+{
+    struct identity_cache *c = calloc(1, sizeof *c);
+    if (c == NULL || slots == 0 || (c->slots = calloc(slots, sizeof *c->slots)) == NULL) {
+        free(c);
+        return NULL;
+    }
+    c->n = slots;
+    c->ttl_ms = ttl_ms;
+    pthread_mutex_init(&c->mu, NULL);
+    return c;
+}
+
+void identity_cache_free(struct identity_cache *c)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_destroy(&c->mu);
+    free(c->slots);
+    free(c);
+}
+
+bool identity_cache_get(struct identity_cache *c, const char *id, struct identity *out)
+{
+    if (c == NULL)
+        return false;
+    int64_t now = mono_ms();
+    pthread_mutex_lock(&c->mu);
+    struct slot *s = &c->slots[slot_of(c, id)];
+    bool hit = s->used && strcmp(s->idn.id, id) == 0 && now - s->stored_ms < c->ttl_ms;
+    if (hit)
+        *out = s->idn;
+    pthread_mutex_unlock(&c->mu);
+    return hit;
+}
+
+void identity_cache_put(struct identity_cache *c, const struct identity *idn)
+{
+    if (c == NULL)
+        return;
+    int64_t now = mono_ms();
+    pthread_mutex_lock(&c->mu);
+    struct slot *s = &c->slots[slot_of(c, idn->id)];
+    s->used = true;
+    s->stored_ms = now;
+    s->idn = *idn;
+    pthread_mutex_unlock(&c->mu);
+}
+
+void identity_cache_forget(struct identity_cache *c, const char *id)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->mu);
+    struct slot *s = &c->slots[slot_of(c, id)];
+    if (s->used && strcmp(s->idn.id, id) == 0)
+        s->used = false;
+    pthread_mutex_unlock(&c->mu);
+}
