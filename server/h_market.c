@@ -262,6 +262,8 @@ void h_listing_create(struct request *req)
     }
     mx_ask *a = &cmd->listing.ask;
     cmd->listing.terms = terms;
+    if (!tx_idempotency_key(req, &cmd->idem_key, cmd->idem_hash))
+        goto drop;
     int tif = r.tif < 0 ? MX_GTC : r.tif;
     if (tif == MX_IOC || tif == MX_FOK) {
         reply_error(req, E_INVALID_FIELD, "time_in_force",
@@ -963,7 +965,7 @@ void h_deposit(struct request *req)
         reply_error(req, E_INTERNAL, NULL, NULL);
         return;
     }
-    if (!tx_idempotency_key(req, &cmd->deposit.idem_key, cmd->deposit.idem_hash)) {
+    if (!tx_idempotency_key(req, &cmd->idem_key, cmd->idem_hash)) {
         free(cmd);
         return;
     }

@@ -743,23 +743,23 @@ static void do_cancel(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
         succeed(out, 200, listing_json(&l->row.v));
 }
 
-/* A deposit repeated under the same Idempotency-Key answers as the first time and moves nothing
- * (an operator retrying after a timeout must not credit twice). True when it answered. */
-static bool deposit_repeat(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
+/* A listing or deposit repeated under the same Idempotency-Key answers as the first time and
+ * changes nothing (a retry after a lost answer must not list or credit twice). True when it
+ * answered. */
+static bool idem_repeat(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
 {
-    const struct seq_deposit *d = &cmd->deposit;
-    if (d->idem_key == NULL)
+    if (cmd->idem_key == NULL)
         return false;
     uint8_t hash[32];
     int status;
     char *text = NULL;
     enum db_status st =
-        db_idempotency_get(x->c, cmd->req->caller.id, d->idem_key, hash, &status, &text);
+        db_idempotency_get(x->c, cmd->req->caller.id, cmd->idem_key, hash, &status, &text);
     if (st == DB_NO_ROWS)
         return false;
     if (st != DB_OK)
         fatal("reading an idempotency key", st);
-    if (memcmp(hash, d->idem_hash, 32) != 0)
+    if (memcmp(hash, cmd->idem_hash, 32) != 0)
         fail(out, E_IDEMPOTENCY_KEY_REUSED, NULL, NULL);
     else
         succeed(out, status, json_loads(text, 0, NULL));
@@ -767,11 +767,23 @@ static bool deposit_repeat(struct ctx *x, struct seq_cmd *cmd, struct outcome *o
     return true;
 }
 
+/* Keeps a successful answer under the command's Idempotency-Key, in the batch's transaction. */
+static void idem_store(struct ctx *x, struct seq_cmd *cmd, const struct outcome *out)
+{
+    if (cmd->idem_key == NULL || out->failed || out->body == NULL)
+        return;
+    char *text = json_dumps(out->body, JSON_COMPACT);
+    enum db_status st = text ? db_idempotency_put(x->c, cmd->req->caller.id, cmd->idem_key,
+                                                  cmd->idem_hash, out->status, text)
+                             : DB_HARD;
+    free(text);
+    if (st != DB_OK)
+        fatal("storing an idempotency key", st);
+}
+
 static void do_deposit(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
 {
     struct sequencer *s = x->s;
-    if (deposit_repeat(x, cmd, out))
-        return;
     struct account *to = account_of(s, cmd->deposit.account);
     if (to->bal[ACC_AVAILABLE] > INT64_MAX - cmd->deposit.amount) {
         fail(out, E_INVALID_FIELD, "amount", "The deposit would overflow the account.");
@@ -792,16 +804,6 @@ static void do_deposit(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
     json_t *body = json_object();
     json_object_set_new(body, "account", account_json(to->owner, to->bal));
     json_object_set_new(body, "ledger_seq", json_integer((json_int_t)seq));
-    if (cmd->deposit.idem_key != NULL) {
-        char *text = json_dumps(body, JSON_COMPACT);
-        enum db_status st =
-            text ? db_idempotency_put(x->c, cmd->req->caller.id, cmd->deposit.idem_key,
-                                      cmd->deposit.idem_hash, 201, text)
-                 : DB_HARD;
-        free(text);
-        if (st != DB_OK)
-            fatal("storing an idempotency key", st);
-    }
     succeed(out, 201, body);
 }
 
@@ -1343,12 +1345,15 @@ static void run_batch(struct sequencer *s)
         if (b->out[i].failed)
             continue;
         x.req = cmd->req;
+        if (idem_repeat(&x, cmd, &b->out[i]))
+            continue;
         switch (cmd->op) {
         case SEQ_ORDER: do_order(&x, cmd, &b->out[i]); break;
         case SEQ_LISTING: do_listing(&x, cmd, &b->out[i]); break;
         case SEQ_CANCEL: do_cancel(&x, cmd, &b->out[i]); break;
         case SEQ_DEPOSIT: do_deposit(&x, cmd, &b->out[i]); break;
         }
+        idem_store(&x, cmd, &b->out[i]);
     }
     /* 3. Write and commit; the books have moved, so a failure stops cpxd. */
     uint64_t t2 = mono_ns(), t3 = t2;

@@ -57,8 +57,6 @@ struct seq_cancel {
 struct seq_deposit {
     char account[CPX_ID_MAX]; /* an approved identity */
     int64_t amount;           /* micro-CNY, > 0 */
-    const char *idem_key;     /* Idempotency-Key (the request's header), or NULL */
-    uint8_t idem_hash[32];    /* its request digest */
 };
 
 /* One command. The request stays suspended until the sequencer answers it. */
@@ -69,7 +67,9 @@ struct seq_cmd {
     struct seq_order order;
     struct seq_cancel cancel;
     struct seq_deposit deposit;
-    struct seq_cmd *next; /* queue link */
+    const char *idem_key;  /* Idempotency-Key (the request's header) of a listing or deposit */
+    uint8_t idem_hash[32]; /* the request's digest for it */
+    struct seq_cmd *next;  /* queue link */
 };
 
 /* A zeroed command for req (NULL when out of memory). */

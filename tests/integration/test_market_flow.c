@@ -98,7 +98,16 @@ static void test_two_regions_one_cross(void **state)
     snprintf(body, sizeof body, LISTING, 4, "12", "yangtze");
     json_t *l1 = call(&prov, "POST", "/v1/listings", body, 201);
     snprintf(body, sizeof body, LISTING, 4, "20", "gansu");
-    json_t *l2 = call(&prov, "POST", "/v1/listings", body, 201);
+    const char *lkey[] = { "Idempotency-Key: gansu-1", NULL };
+    assert_true(client_call(&prov, "POST", "/v1/listings", body, true, lkey, &r));
+    assert_int_equal(r.status, 201);
+    json_t *l2 = json_incref(r.json);
+    client_reply_free(&r);
+    /* A retry after a lost answer lists nothing twice: the same answer, the same id. */
+    assert_true(client_call(&prov, "POST", "/v1/listings", body, true, lkey, &r));
+    assert_int_equal(r.status, 201);
+    assert_string_equal(str(r.json, "id"), str(l2, "id"));
+    client_reply_free(&r);
     assert_string_equal(str(l1, "status"), "open");
     assert_int_equal(json_integer_value(json_object_get(l1, "remaining_devices")), 4);
 
