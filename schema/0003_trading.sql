@@ -78,6 +78,7 @@ CREATE TABLE orders (
     filled_devices  bigint NOT NULL CHECK (filled_devices >= 0),
     hold            bigint NOT NULL CHECK (hold >= 0),
     hold_left       bigint NOT NULL CHECK (hold_left BETWEEN 0 AND hold),
+    hold_bps        integer NOT NULL CHECK (hold_bps BETWEEN 0 AND 10000),  -- commission held for
     status          text NOT NULL CHECK (status IN ('open', 'filled', 'cancelled', 'expired')),
     cancel_reason   text,
     ledger_seq      bigint NOT NULL,

@@ -62,11 +62,12 @@ bool auth_request(struct request *req, const struct route *route)
     if (route->access == ACCESS_REGISTER)
         return true;
     enum db_status st = DB_OK;
-    if (!identity_cache_get(req->srv->idcache, req->auth.id, &req->caller)) {
+    uint64_t gen;
+    if (!identity_cache_get(req->srv->idcache, req->auth.id, &req->caller, &gen)) {
         st = cpx_identity_id_valid(req->auth.id) ? db_run(req->srv->db, lookup_caller, req)
                                                  : DB_NO_ROWS;
         if (st == DB_OK)
-            identity_cache_put(req->srv->idcache, &req->caller);
+            identity_cache_put(req->srv->idcache, &req->caller, gen);
     }
     if (st == DB_NO_ROWS) {
         reply_error(req, E_UNKNOWN_IDENTITY, NULL, "No identity has the id %s.", req->auth.id);

@@ -41,7 +41,7 @@ const struct db_statement db_trading_statements[] = {
       3 },
     { "trade_list",
       "SELECT " AGREEMENT_COLUMNS " FROM agreements a WHERE ($1::text IS NULL OR a.precision = "
-      "$1) AND ($2::text IS NULL OR a.region = $2) AND ($3 = 0 OR a.id < $3) "
+      "$1) AND ($2::text IS NULL OR a.region = $2) AND ($3::bigint = 0 OR a.id < $3) "
       "ORDER BY a.id DESC LIMIT $4",
       4 },
     { "market_stats",
@@ -179,6 +179,7 @@ bool db_order_from_row(const PGresult *r, int row, struct order_row *o)
         else
             break;
     }
+    o->hold_bps = db_get_i64(r, row, 14);
     v->terms = o->terms;
     v->agreements = o->agreements;
     if (o->terms == NULL || !cpx_hex_decode(hex, strlen(hex), o->body_sha256, 32)) {

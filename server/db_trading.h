@@ -19,6 +19,7 @@ struct order_row {
     json_t *terms;
     json_t *agreements; /* array of "agr_..." ids */
     uint8_t body_sha256[32];
+    int64_t hold_bps; /* the commission rate its hold covers: fills never charge more */
 };
 
 struct listing_row {
@@ -37,7 +38,7 @@ void listing_row_free(struct listing_row *l);
     "o.filled_devices, o.hold, o.hold_left, o.status, coalesce(o.cancel_reason, ''), "             \
     "o.ledger_seq, extract(epoch FROM o.created_at)::bigint, "                                     \
     "(SELECT coalesce(string_agg(a.id::text, ',' ORDER BY a.id), '') FROM agreements a "           \
-    "WHERE a.order_id = o.id)"
+    "WHERE a.order_id = o.id), o.hold_bps"
 #define LISTING_COLUMNS                                                                            \
     "l.id, l.provider, l.spec::text, l.region, l.devices, l.remaining, l.status, "                 \
     "coalesce(l.cancel_reason, ''), l.ledger_seq, extract(epoch FROM l.created_at)::bigint, "      \

@@ -19,6 +19,7 @@
 #include "server/http.h"
 #include "server/market.h"
 #include "server/money.h"
+#include "server/records.h"
 #include "server/sequencer.h"
 #include "server/server.h"
 #include "server/spec.h"
@@ -218,6 +219,8 @@ static bool parse_precisions(struct request *req, mx_ask *ask, json_t *terms)
 
 void h_listing_create(struct request *req)
 {
+    if (!records_party_fits(req))
+        return;
     struct listing_req r = {
         .tif = -1, .from_us = TIME_ABSENT, .until_us = TIME_ABSENT, .expires_us = TIME_ABSENT
     };
@@ -342,7 +345,7 @@ static const struct spec constraints_spec[] = {
     SPEC_INT("min_memory_gb", struct order_req, min_memory_gb, false, 0, 1048576),
     SPEC_INT("min_tflops", struct order_req, min_tflops, false, 0, 65536),
     SPEC_INT("max_tflops", struct order_req, max_tflops, false, 1, 65536),
-    SPEC_INT("min_devices_per_provider", struct order_req, gang, false, 0, MX_MAX_DEVICES),
+    SPEC_INT("min_devices_per_provider", struct order_req, gang, false, 0, UINT32_MAX),
     SPEC_INT("min_green_permille", struct order_req, min_green, false, 0, MX_MAX_GREEN),
     SPEC_END,
 };
@@ -413,6 +416,8 @@ static bool order_capacity(const struct order_req *r, __int128 *tflops)
 
 void h_order_create(struct request *req)
 {
+    if (!records_party_fits(req))
+        return;
     struct order_req r = { .precision = -1,
                            .tif = -1,
                            .expires_us = TIME_ABSENT,
@@ -536,6 +541,7 @@ void h_order_create(struct request *req)
     b->precision = (uint8_t)r.precision;
     b->tif = (uint8_t)tif;
     o->hold = hold;
+    o->hold_bps = maker > taker ? maker : taker;
     snprintf(o->client_order_id, sizeof o->client_order_id, "%s", r.client_order_id);
     cpx_sha256(req->body ? req->body : "", req->body_len, o->body_sha256);
 
@@ -605,6 +611,8 @@ static enum db_status owner_fn(struct db_conn *c, void *arg)
 
 static void cancel(struct request *req, bool listing)
 {
+    if (!records_party_fits(req))
+        return;
     struct owner_check k = { .listing = listing };
     k.id = market_id_parse(req->params[0], listing ? "lst_" : "ord_");
     enum err missing = listing ? E_LISTING_NOT_FOUND : E_ORDER_NOT_FOUND;
@@ -940,6 +948,8 @@ static enum db_status identity_fn(struct db_conn *c, void *arg)
 
 void h_deposit(struct request *req)
 {
+    if (!records_party_fits(req))
+        return;
     struct deposit_req r = { 0 };
     if (!request_parse(req, deposit_spec, &r))
         return;

@@ -12,6 +12,7 @@
 
 struct slot {
     bool used;
+    uint64_t gen;      /* bumped by every forget of any id of this slot */
     int64_t stored_ms; /* monotonic time it was stored */
     struct identity idn;
 };
@@ -58,13 +59,16 @@ void identity_cache_free(struct identity_cache *c)
     free(c);
 }
 
-bool identity_cache_get(struct identity_cache *c, const char *id, struct identity *out)
+bool identity_cache_get(struct identity_cache *c, const char *id, struct identity *out,
+                        uint64_t *gen)
 {
+    *gen = 0;
     if (c == NULL)
         return false;
     int64_t now = mono_ms();
     pthread_mutex_lock(&c->mu);
     struct slot *s = &c->slots[slot_of(c, id)];
+    *gen = s->gen;
     bool hit = s->used && strcmp(s->idn.id, id) == 0 && now - s->stored_ms < c->ttl_ms;
     if (hit)
         *out = s->idn;
@@ -72,13 +76,17 @@ bool identity_cache_get(struct identity_cache *c, const char *id, struct identit
     return hit;
 }
 
-void identity_cache_put(struct identity_cache *c, const struct identity *idn)
+void identity_cache_put(struct identity_cache *c, const struct identity *idn, uint64_t gen)
 {
     if (c == NULL)
         return;
     int64_t now = mono_ms();
     pthread_mutex_lock(&c->mu);
     struct slot *s = &c->slots[slot_of(c, idn->id)];
+    if (s->gen != gen) { /* forgotten meanwhile: what we read may predate the change */
+        pthread_mutex_unlock(&c->mu);
+        return;
+    }
     s->used = true;
     s->stored_ms = now;
     s->idn = *idn;
@@ -91,6 +99,7 @@ void identity_cache_forget(struct identity_cache *c, const char *id)
         return;
     pthread_mutex_lock(&c->mu);
     struct slot *s = &c->slots[slot_of(c, id)];
+    s->gen++;
     if (s->used && strcmp(s->idn.id, id) == 0)
         s->used = false;
     pthread_mutex_unlock(&c->mu);

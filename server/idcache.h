@@ -24,11 +24,16 @@ struct identity_cache *identity_cache_create(size_t slots, int64_t ttl_ms);
 
 void identity_cache_free(struct identity_cache *c);
 
-/* Copies the entry for id into out when it is there and fresh. */
-bool identity_cache_get(struct identity_cache *c, const char *id, struct identity *out);
+/*
+ * Copies the entry for id into out when it is there and fresh. *gen gets the slot's generation
+ * either way: pass it to identity_cache_put after reading the identity from the database.
+ */
+bool identity_cache_get(struct identity_cache *c, const char *id, struct identity *out,
+                        uint64_t *gen);
 
-/* Remembers idn (replacing whatever shared its slot). */
-void identity_cache_put(struct identity_cache *c, const struct identity *idn);
+/* Remembers idn (replacing whatever shared its slot), unless the slot was forgotten since the
+ * identity_cache_get that returned gen: the row read may be older than that change. */
+void identity_cache_put(struct identity_cache *c, const struct identity *idn, uint64_t gen);
 
 /* Forgets id. */
 void identity_cache_forget(struct identity_cache *c, const char *id);

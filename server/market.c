@@ -80,8 +80,9 @@ uint64_t market_id_parse(const char *s, const char *prefix)
             return 0;
         v = v * 10 + (uint64_t)(s[i] - '0');
     }
-    /* Only the canonical spelling names an id: exactly 12 digits, or more without a leading 0. */
-    if (n > 12 && s[0] == '0')
+    /* Only the canonical spelling names an id: exactly 12 digits, or more without a leading 0;
+     * and ids are PostgreSQL bigints. */
+    if ((n > 12 && s[0] == '0') || v > INT64_MAX)
         return 0;
     return v;
 }

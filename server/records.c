@@ -113,6 +113,25 @@ enum db_status records_market(struct db_conn *c, struct ledger_batch *b, enum cp
     return st;
 }
 
+bool records_party_fits(struct request *req)
+{
+    if (req->body_len > CPX_RECORD_BODY_MAX) {
+        reply_error(req, E_BODY_TOO_LARGE, NULL,
+                    "The request is kept in the ledger, whose records hold bodies of at most %d "
+                    "bytes.",
+                    CPX_RECORD_BODY_MAX);
+        return false;
+    }
+    if (strlen(req->target) > CPX_REQSIG_TARGET_MAX) {
+        reply_error(req, E_INVALID_TARGET, NULL,
+                    "The request is kept in the ledger, whose records hold targets of at most %d "
+                    "characters.",
+                    CPX_REQSIG_TARGET_MAX);
+        return false;
+    }
+    return true;
+}
+
 bool records_require_canonical_body(struct request *req)
 {
     size_t off = 0;

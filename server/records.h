@@ -29,6 +29,15 @@ unsigned records_ledger_roles(unsigned roles);
 bool records_require_canonical_body(struct request *req);
 
 /*
+ * True when req can be kept whole in a ledger record's party part: a body of at most
+ * CPX_RECORD_BODY_MAX bytes (256 KiB; cpxd takes larger bodies elsewhere) and a target of at most
+ * CPX_REQSIG_TARGET_MAX. Otherwise answers 413 or 400 and returns false. A request the sequencer
+ * records must pass this first: once its batch has moved the books, a record that cannot be
+ * written stops cpxd.
+ */
+bool records_party_fits(struct request *req);
+
+/*
  * Appends a market record (listing, order, cancel, agreement, deposit: docs/trading.md) whose
  * payload is the JSON object payload, written canonically (sorted keys; integers must be within
  * +-(2^53-1), strings UTF-8, no reals). req is the party's signed request, or NULL for the

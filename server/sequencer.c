@@ -112,6 +112,7 @@ struct sequencer {
     struct u64map orders, listings, accounts;
     struct name *names;
     size_t nnames, names_cap;
+    struct u64map name_index; /* name_hash(text) -> index + 1 into names */
     uint64_t next_id, next_agreement, next_entry, batch_id, journal_len;
     int64_t now;
     int64_t maker_bps, taker_bps;
@@ -291,20 +292,53 @@ static void move(struct sequencer *s, struct account *from, enum account_kind fk
 
 /* ---- names --------------------------------------------------------------------------------- */
 
-/* The engine id of a vendor or vendor/model name, assigned on first use (written with the batch).
- */
-static uint32_t name_id(struct sequencer *s, const char *text)
+static uint64_t name_hash(const char *text)
 {
-    for (size_t i = 0; i < s->nnames; i++)
-        if (strcmp(s->names[i].text, text) == 0)
-            return s->names[i].id;
+    uint64_t h = UINT64_C(1469598103934665603); /* FNV-1a */
+    for (; *text; text++)
+        h = (h ^ (uint8_t)*text) * UINT64_C(1099511628211);
+    return h ? h : 1;
+}
+
+/* The engine id of a vendor or vendor/model name the market has seen, or 0. */
+static uint32_t name_find(const struct sequencer *s, const char *text)
+{
+    uintptr_t i = (uintptr_t)u64map_get(&s->name_index, name_hash(text));
+    if (i == 0)
+        return 0;
+    if (strcmp(s->names[i - 1].text, text) == 0)
+        return s->names[i - 1].id;
+    for (size_t k = 0; k < s->nnames; k++) /* two names with one hash: look at them all */
+        if (strcmp(s->names[k].text, text) == 0)
+            return s->names[k].id;
+    return 0;
+}
+
+/* Remembers a name (ids are 1, 2, ... in order). */
+static bool name_add(struct sequencer *s, const char *text)
+{
     if (!grow((void **)&s->names, &s->names_cap, s->nnames, sizeof *s->names))
-        fatal("allocating a name", DB_HARD);
+        return false;
     struct name *n = &s->names[s->nnames++];
     n->id = (uint32_t)s->nnames;
     snprintf(n->text, sizeof n->text, "%s", text);
+    uint64_t h = name_hash(text);
+    return u64map_get(&s->name_index, h) != NULL ||
+           u64map_put(&s->name_index, h, (void *)(uintptr_t)s->nnames);
+}
+
+/* The engine id of a listed vendor or model, assigned on first use (new names are written with
+ * the batch). Only listings add names: an order's allow-list may name only what has been
+ * listed, so buyers cannot grow the table. */
+static uint32_t name_id(struct sequencer *s, const char *text)
+{
+    uint32_t id = name_find(s, text);
+    if (id != 0)
+        return id;
+    if (!name_add(s, text))
+        fatal("allocating a name", DB_HARD);
     s->b.wrote = true;
-    return n->id;
+    return (uint32_t)s->nnames;
 }
 
 /* ---- live orders and listings -------------------------------------------------------------- */
@@ -362,15 +396,25 @@ static void journal(struct sequencer *s, const mx_command *cmd)
     s->b.wrote = true;
 }
 
-/* Runs one engine command at the sequencer's clock and journals it. Events land in s->events. */
+/*
+ * Runs one engine command at the sequencer's clock and journals it unless the engine refused it.
+ * Events land in s->events. A refused command changed nothing: the batch began with an expiry
+ * at this same clock, so there was nothing left for it to expire first. Leaving it out of the
+ * journal keeps a replay independent of what only made it fail here (--max-resting, memory).
+ */
 static mx_reason run(struct sequencer *s, mx_command *cmd)
 {
     cmd->now = s->now;
-    journal(s, cmd);
     s->nevents = 0;
     mx_reason r = mx_apply(s->engine, cmd);
     if (s->events_failed)
         fatal("recording engine events", DB_HARD);
+    if (r == MX_OK)
+        journal(s, cmd);
+    else
+        for (size_t i = 0; i < s->nevents; i++)
+            if (s->events[i].kind != MX_EV_REJECTED)
+                fatal("a refused command that changed the books", DB_HARD);
     return r;
 }
 
@@ -434,9 +478,14 @@ static void on_fill(struct ctx *x, const mx_event *ev)
     if (o == NULL || l == NULL)
         fatal("finding the two sides of a fill", DB_HARD);
     int64_t value, commission, escrow;
+    /* The fee in force, but never more than the order's hold was made for (fees may have been
+     * raised by a restart since it was placed). */
+    int64_t bps = bid_takes ? s->taker_bps : s->maker_bps;
+    if (bps > o->row.hold_bps)
+        bps = o->row.hold_bps;
     if (!money_value(ev->price, ev->tflops, ev->devices, ev->hours, &value) ||
-        !money_commission(value, bid_takes ? s->taker_bps : s->maker_bps, &commission) ||
-        !money_add(value, commission, &escrow) || escrow > o->row.v.hold_left)
+        !money_commission(value, bps, &commission) || !money_add(value, commission, &escrow) ||
+        escrow > o->row.v.hold_left)
         fatal("pricing a fill within its order's hold", DB_HARD);
     uint64_t agr = s->next_agreement++;
     char agr_id[MARKET_ID_MAX];
@@ -557,6 +606,7 @@ static void on_accepted(struct ctx *x, const mx_event *ev)
         json_object_set_new(p, "buyer", json_string(o->row.v.buyer));
         json_object_set_new(p, "client_order_id", json_string(o->row.v.client_order_id));
         json_object_set_new(p, "hold_micro", json_integer(o->row.v.hold));
+        json_object_set_new(p, "hold_bps", json_integer(o->row.hold_bps));
         json_object_set(p, "terms", o->row.terms);
         o->row.v.ledger_seq = record(s, CPX_KIND_ORDER, p, x->req, x->c);
     } else {
@@ -593,6 +643,16 @@ static void answer_order(struct outcome *out, int status, const struct order_vie
     succeed(out, status, order_json(v));
 }
 
+/* --max-resting: a new order or listing is refused while the books hold that many. */
+static bool book_full(const struct sequencer *s, struct outcome *out)
+{
+    if (mx_resting(s->engine) < (size_t)s->srv->cfg->max_resting)
+        return false;
+    fail(out, E_BOOK_FULL, NULL, "The books hold %zu orders and listings, the most they may.",
+         mx_resting(s->engine));
+    return true;
+}
+
 static void do_order(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
 {
     struct sequencer *s = x->s;
@@ -626,22 +686,30 @@ static void do_order(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
         return;
     }
     mx_command c = { .kind = MX_CMD_BID, .bid = in->bid };
-    c.bid.id = s->next_id++;
-    c.bid.owner = market_owner_number(buyer);
     for (unsigned i = 0; i < c.bid.n_allow; i++) {
         char vendor[MARKET_NAME_MAX];
         snprintf(vendor, sizeof vendor, "%s", in->models[i]);
         char *slash = strchr(vendor, '/');
         if (slash != NULL)
             *slash = '\0';
-        c.bid.allow[i].vendor = name_id(s, vendor);
-        c.bid.allow[i].model = slash ? name_id(s, in->models[i]) : 0;
+        c.bid.allow[i].vendor = name_find(s, vendor);
+        c.bid.allow[i].model = slash ? name_find(s, in->models[i]) : 0;
+        if (c.bid.allow[i].vendor == 0 || (slash != NULL && c.bid.allow[i].model == 0)) {
+            fail(out, E_ORDER_REJECTED, "constraints.models",
+                 "No listing has offered %s: an allow-list names vendors and models the market "
+                 "has seen listed.",
+                 in->models[i]);
+            return;
+        }
     }
+    if (book_full(s, out))
+        return;
+    c.bid.id = s->next_id++;
+    c.bid.owner = market_owner_number(buyer);
     run(s, &c);
     const mx_event *rej = rejection(s);
     if (rej != NULL) {
         refuse_engine(out, rej, "order");
-        apply_events(x); /* expiries the command ran first */
         return;
     }
     struct live_order *o = calloc(1, sizeof *o);
@@ -661,6 +729,7 @@ static void do_order(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
     memcpy(o->row.body_sha256, in->body_sha256, 32);
     v->remaining = c.bid.quantity;
     v->hold = v->hold_left = in->hold;
+    o->row.hold_bps = in->hold_bps;
     v->status = TRADE_OPEN;
     v->created_at = s->now;
     o->is_new = true;
@@ -677,6 +746,8 @@ static void do_listing(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
     struct sequencer *s = x->s;
     struct seq_listing *in = &cmd->listing;
     const char *provider = cmd->req->caller.id;
+    if (book_full(s, out))
+        return;
     mx_command c = { .kind = MX_CMD_ASK, .ask = in->ask };
     c.ask.id = s->next_id++;
     c.ask.owner = market_owner_number(provider);
@@ -686,7 +757,6 @@ static void do_listing(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
     const mx_event *rej = rejection(s);
     if (rej != NULL) {
         refuse_engine(out, rej, "listing");
-        apply_events(x);
         return;
     }
     struct live_listing *l = calloc(1, sizeof *l);
@@ -733,7 +803,6 @@ static void do_cancel(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
     const mx_event *rej = rejection(s);
     if (rej != NULL) { /* cannot happen: it was resting; answer as the engine says */
         refuse_engine(out, rej, "cancel");
-        apply_events(x);
         return;
     }
     apply_events(x); /* o / l stay valid until the batch is done (they are dirty) */
@@ -1023,6 +1092,7 @@ static void order_copy_row(struct strbuf *b, const struct live_order *o)
     copy_i64(b, v->filled_devices);
     copy_i64(b, v->hold);
     copy_i64(b, v->hold_left);
+    copy_i64(b, o->row.hold_bps);
     copy_text(b, false, trade_status_names[v->status]);
     copy_text(b, false, v->cancel_reason[0] ? v->cancel_reason : NULL);
     copy_i64(b, (int64_t)v->ledger_seq);
@@ -1163,11 +1233,12 @@ static enum db_status write_batch(struct sequencer *s, struct db_conn *c)
                        "cancel_reason, ledger_seq, created_at, closed_at) FROM STDIN",
                        &b->new_listings);
     if (st == DB_OK)
-        st = copy_rows(c, "orders_copy",
-                       "COPY orders (id, buyer, client_order_id, body_sha256, spec, precision, "
-                       "remaining, filled_devices, hold, hold_left, status, cancel_reason, "
-                       "ledger_seq, created_at, closed_at) FROM STDIN",
-                       &b->new_orders);
+        st = copy_rows(
+            c, "orders_copy",
+            "COPY orders (id, buyer, client_order_id, body_sha256, spec, precision, "
+            "remaining, filled_devices, hold, hold_left, hold_bps, status, cancel_reason, "
+            "ledger_seq, created_at, closed_at) FROM STDIN",
+            &b->new_orders);
     if (st == DB_OK)
         st = update_rows(s, c);
     if (st == DB_OK)
@@ -1495,14 +1566,12 @@ static bool load_tables(struct sequencer *s, struct db_conn *c, char **err)
     if (db_query(c, "seq_names", 0, NULL, &r) != DB_OK)
         return refuse(err, "cannot read market_names");
     for (int i = 0; i < PQntuples(r); i++) {
-        if (!grow((void **)&s->names, &s->names_cap, s->nnames, sizeof *s->names) ||
-            db_get_i64(r, i, 0) != (int64_t)s->nnames + 1) {
+        char text[MARKET_NAME_MAX];
+        db_get_str(r, i, 1, text, sizeof text);
+        if (db_get_i64(r, i, 0) != (int64_t)s->nnames + 1 || !name_add(s, text)) {
             PQclear(r);
             return refuse(err, "market_names ids are not 1..n");
         }
-        s->names[s->nnames].id = (uint32_t)(s->nnames + 1);
-        db_get_str(r, i, 1, s->names[s->nnames].text, MARKET_NAME_MAX);
-        s->nnames++;
     }
     PQclear(r);
     s->b.names_before = s->nnames;
@@ -1687,6 +1756,7 @@ void sequencer_free(struct sequencer *s)
     mx_engine_free(s->engine);
     free(s->events);
     free(s->names);
+    u64map_free(&s->name_index);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->wake);
     free(s);
@@ -1731,7 +1801,9 @@ struct sequencer *sequencer_start(struct server *srv, char **err)
         .sink = sink,
         .sink_ctx = s,
         .expected_orders = 4096,
-        .max_orders = (size_t)srv->cfg->max_resting,
+        /* No limit inside the engine: the replay of a journal must not depend on the setting
+         * (the sequencer enforces --max-resting itself, before a new order reaches the books). */
+        .max_orders = 0,
     };
     s->engine = mx_engine_create(&cfg);
     struct db_conn *c = s->engine ? db_acquire(srv->db) : NULL;

@@ -45,6 +45,7 @@ struct seq_order {
     char client_order_id[CLIENT_ORDER_ID_MAX + 1];
     uint8_t body_sha256[32]; /* tells a repeat of the order from a reuse of its id */
     int64_t hold;            /* micro-CNY to hold (docs/trading.md §2) */
+    int64_t hold_bps;        /* the commission rate the hold covers */
     json_t *terms;           /* owned */
     char *terms_text;        /* the same as JSON text, made on the HTTP thread (owned) */
 };

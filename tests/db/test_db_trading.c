@@ -45,9 +45,9 @@ static int setup(void **state)
     test_db_exec(url, sql);
     test_db_exec(url,
                  "INSERT INTO orders (id, buyer, client_order_id, body_sha256, spec, precision, "
-                 "remaining, filled_devices, hold, hold_left, status, ledger_seq, created_at) "
+                 "remaining, filled_devices, hold, hold_left, hold_bps, status, ledger_seq, created_at) "
                  "VALUES (7, '" BUYER "', 'c-1', decode(repeat('ab', 32), 'hex'), "
-                 "'{\"precision\":\"bf16\",\"devices\":2}', 'bf16', 1, 1, 1000, 400, 'open', 3, "
+                 "'{\"precision\":\"bf16\",\"devices\":2}', 'bf16', 1, 1, 1000, 400, 20, 'open', 3, "
                  "now());"
                  "INSERT INTO listings (id, provider, spec, region, devices, remaining, status, "
                  "ledger_seq, created_at) VALUES (8, '" PROVIDER "', "
@@ -111,8 +111,8 @@ static void order_constraints(void **state)
     refused("UPDATE listings SET remaining = 5 WHERE id = 8");
     /* a client order id places one order per buyer */
     refused("INSERT INTO orders (id, buyer, client_order_id, body_sha256, spec, precision, "
-            "remaining, filled_devices, hold, hold_left, status, ledger_seq, created_at) VALUES "
-            "(9, '" BUYER "', 'c-1', decode(repeat('ab', 32), 'hex'), '{}', 'bf16', 1, 0, 0, 0, "
+            "remaining, filled_devices, hold, hold_left, hold_bps, status, ledger_seq, created_at) VALUES "
+            "(9, '" BUYER "', 'c-1', decode(repeat('ab', 32), 'hex'), '{}', 'bf16', 1, 0, 0, 0, 0, "
             "'open', 6, now())");
 }
 

@@ -61,14 +61,15 @@ static int64_t snapshot_bal[4][3];        /* balances of buyer, buyer2, prov, wh
     "\"max_hours\":1000,\"green_permille\":300,\"endpoint\":\"https://provider.example/jobs\","    \
     "\"time_in_force\":\"gtc\"}"
 
-/* job_sha256 is filled in at run time (the hash of a job the buyer stored). */
+/* job_sha256 is filled in at run time (the hash of a job the buyer stored); the models named
+ * must have been listed (LISTING_OK is placed before the order is). */
 #define ORDER_OK                                                                                   \
     "{\"client_order_id\":\"ok-1\",\"precision\":\"bf16\",\"devices\":2,\"hours\":10,"             \
     "\"regions\":[\"yangtze\",\"gansu\"],\"limit_price\":\"15\",\"time_in_force\":\"gtc\","        \
     "\"start_earliest\":\"2099-01-01T00:00:00Z\",\"start_latest\":\"2099-02-01T00:00:00Z\","       \
     "\"constraints\":{\"min_memory_gb\":40,\"min_tflops\":500,\"max_tflops\":1000,"                \
     "\"min_devices_per_provider\":1,\"min_green_permille\":0,"                                     \
-    "\"models\":[\"nvidia\",\"huawei/Ascend-910B\"]},\"job_sha256\":\"%s\"}"
+    "\"models\":[\"nvidia\",\"nvidia/H100-SXM\"]},\"job_sha256\":\"%s\"}"
 
 #define DEPOSIT_OK "{\"amount\":\"1000\"}"
 #define JOB_OK     "{\"description\":\"train a model\"}"

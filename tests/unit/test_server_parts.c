@@ -13,6 +13,9 @@
 
 #include "server/config.h"
 #include "server/identity.h"
+#include "server/idcache.h"
+#include "server/market.h"
+#include "server/u64map.h"
 #include "server/metrics.h"
 #include "server/replay.h"
 #include "server/routes.h"
@@ -210,12 +213,95 @@ static void roles(void **state)
     assert_int_equal(roles_from_list("regulator,nonsense,"), ROLE_REGULATOR);
 }
 
+/* The authentication cache: hits while fresh, forgets on change, and never stores a row read
+ * before a change that it forgot meanwhile. */
+static void identity_cache(void **state)
+{
+    (void)state;
+    struct identity_cache *c = identity_cache_create(64, 60000);
+    assert_non_null(c);
+    struct identity a = { .id = "idn_aaaaaaaaaaaaaaaa", .status = IDENTITY_PENDING }, out;
+    uint64_t gen;
+    assert_false(identity_cache_get(c, a.id, &out, &gen));
+    identity_cache_put(c, &a, gen);
+    assert_true(identity_cache_get(c, a.id, &out, &gen));
+    assert_int_equal(out.status, IDENTITY_PENDING);
+    /* a reader misses, reads the old row; meanwhile the identity is approved and forgotten */
+    identity_cache_forget(c, a.id);
+    assert_false(identity_cache_get(c, a.id, &out, &gen));
+    uint64_t stale = gen;
+    identity_cache_forget(c, a.id); /* the change commits after the read */
+    identity_cache_put(c, &a, stale);
+    assert_false(identity_cache_get(c, a.id, &out, &gen)); /* the stale row was not kept */
+    a.status = IDENTITY_APPROVED;
+    identity_cache_put(c, &a, gen);
+    assert_true(identity_cache_get(c, a.id, &out, &gen));
+    assert_int_equal(out.status, IDENTITY_APPROVED);
+    identity_cache_free(c);
+    /* entries expire */
+    c = identity_cache_create(8, 0);
+    identity_cache_get(c, a.id, &out, &gen);
+    identity_cache_put(c, &a, gen);
+    assert_false(identity_cache_get(c, a.id, &out, &gen));
+    identity_cache_free(c);
+}
+
+/* The sequencer's map: every key stays reachable through puts, deletes and growth. */
+static void u64map_churn(void **state)
+{
+    (void)state;
+    struct u64map m = { 0 };
+    enum { N = 5000 };
+    static char present[N + 1];
+    for (uint64_t round = 0; round < 20000; round++) {
+        uint64_t k = 1 + (round * 7919) % N;
+        if (present[k]) {
+            assert_ptr_equal(u64map_del(&m, k), (void *)(uintptr_t)k);
+            present[k] = 0;
+        } else {
+            assert_true(u64map_put(&m, k, (void *)(uintptr_t)k));
+            present[k] = 1;
+        }
+        if (round % 997 == 0)
+            for (uint64_t j = 1; j <= N; j++)
+                assert_ptr_equal(u64map_get(&m, j), present[j] ? (void *)(uintptr_t)j : NULL);
+    }
+    size_t count = 0;
+    for (uint64_t j = 1; j <= N; j++)
+        count += present[j];
+    assert_int_equal(m.count, count);
+    assert_null(u64map_get(&m, 0));
+    u64map_free(&m);
+}
+
+/* Market ids have one spelling, within PostgreSQL's bigint. */
+static void market_ids(void **state)
+{
+    (void)state;
+    char id[MARKET_ID_MAX];
+    market_id_format(id, "ord_", 42);
+    assert_string_equal(id, "ord_000000000042");
+    assert_int_equal(market_id_parse(id, "ord_"), 42);
+    assert_int_equal(market_id_parse(id, "lst_"), 0);
+    assert_int_equal(market_id_parse("ord_42", "ord_"), 0);
+    assert_int_equal(market_id_parse("ord_0000000000042", "ord_"), 0);
+    assert_int_equal(market_id_parse("ord_9223372036854775807", "ord_"), INT64_MAX);
+    assert_int_equal(market_id_parse("ord_9223372036854775808", "ord_"), 0);
+    assert_int_equal(market_id_parse("ord_000000000000", "ord_"), 0);
+    assert_int_equal(market_owner_number("idn_aaaaaaaaaaaaaaaa") != 0, 1);
+    assert_int_equal(market_precision_index("bf16"), MX_BF16);
+    assert_int_equal(market_region_index("greater-bay"), 2);
+    assert_int_equal(market_region_index("atlantis"), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(routes_match),      cmocka_unit_test(rfc3339),
         cmocka_unit_test(replay_cache),      cmocka_unit_test(metrics_render_counts),
         cmocka_unit_test(config_precedence), cmocka_unit_test(roles),
+        cmocka_unit_test(identity_cache),    cmocka_unit_test(u64map_churn),
+        cmocka_unit_test(market_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
