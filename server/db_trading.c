@@ -61,9 +61,11 @@ const struct db_statement db_trading_statements[] = {
       2 },
     { "account_get", "SELECT kind, balance FROM accounts WHERE owner = $1", 1 },
     { "job_put",
-      "INSERT INTO jobs (buyer, sha256, description) VALUES ($1, $2::bytea, $3) "
-      "ON CONFLICT DO NOTHING",
-      3 },
+      "INSERT INTO jobs (buyer, sha256, description) SELECT $1, $2::bytea, $3 "
+      "WHERE (SELECT count(*) FROM jobs WHERE buyer = $1) < $4::int "
+      "OR EXISTS (SELECT 1 FROM jobs WHERE buyer = $1 AND sha256 = $2::bytea) "
+      "ON CONFLICT DO NOTHING RETURNING 1",
+      4 },
     { "job_exists", "SELECT 1 FROM jobs WHERE buyer = $1 AND sha256 = $2::bytea", 2 },
     /* ---- the sequencer ---- */
     { "seq_last_batch",
@@ -359,11 +361,20 @@ enum db_status db_account_get(struct db_conn *c, const char *owner, int64_t bala
 }
 
 enum db_status db_job_put(struct db_conn *c, const char *buyer, const uint8_t sha256[32],
-                          const char *description)
+                          const char *description, int quota)
 {
-    char hash[2 * 32 + 3];
-    const char *p[] = { buyer, db_bytea_param(sha256, 32, hash), description };
-    return db_command(c, "job_put", 3, p, NULL);
+    char hash[2 * 32 + 3], q[16];
+    snprintf(q, sizeof q, "%d", quota);
+    const char *p[] = { buyer, db_bytea_param(sha256, 32, hash), description, q };
+    PGresult *r;
+    enum db_status st = db_query(c, "job_put", 4, p, &r);
+    if (st != DB_OK)
+        return st;
+    st = PQntuples(r) == 1 ? DB_OK : DB_NO_ROWS;
+    PQclear(r);
+    if (st == DB_NO_ROWS && db_job_exists(c, buyer, sha256) == DB_OK)
+        st = DB_OK; /* stored before: storing it again is harmless */
+    return st;
 }
 
 enum db_status db_job_exists(struct db_conn *c, const char *buyer, const uint8_t sha256[32])

@@ -78,9 +78,10 @@ enum db_status db_price_index(struct db_conn *c, const char *precision, int hour
 /* The balances of owner; zeros when it has no accounts yet. */
 enum db_status db_account_get(struct db_conn *c, const char *owner, int64_t balance[ACC_NKINDS]);
 
-/* Stores a job description (idempotent) / checks that buyer stored one with this hash. */
+/* Stores a job description (idempotent): DB_NO_ROWS when buyer already keeps `quota` others.
+ * db_job_exists checks that buyer stored one with this hash. */
 enum db_status db_job_put(struct db_conn *c, const char *buyer, const uint8_t sha256[32],
-                          const char *description);
+                          const char *description, int quota);
 enum db_status db_job_exists(struct db_conn *c, const char *buyer, const uint8_t sha256[32]);
 
 #endif

@@ -59,6 +59,7 @@ static const struct err_info table[E_COUNT] = {
                                    "This client_order_id was used for a different order." },
     [E_INSUFFICIENT_FUNDS] = { 422, "insufficient_funds",
                                "The available balance does not cover the order's hold." },
+    [E_JOB_QUOTA] = { 422, "job_quota", "You keep as many job descriptions as a buyer may." },
     [E_ORDER_REJECTED] = { 422, "order_rejected", "The market refused the order or listing." },
     [E_BODY_TOO_LARGE] = { 413, "body_too_large", "The request body is too large." },
     [E_UNSUPPORTED_MEDIA_TYPE] = { 415, "unsupported_media_type",

@@ -49,6 +49,7 @@ enum err {
     E_CLIENT_ORDER_ID_REUSED,
     /* 422: well-formed, but the market refuses it */
     E_INSUFFICIENT_FUNDS,
+    E_JOB_QUOTA,
     E_ORDER_REJECTED,
     /* 413, 415 */
     E_BODY_TOO_LARGE,

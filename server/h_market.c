@@ -29,6 +29,7 @@
 #define LEDGER_INT_MAX  ((INT64_C(1) << 53) - 1) /* largest integer a ledger record holds */
 #define DEPOSIT_MAX     (INT64_C(1000000000) * MONEY_MICRO) /* 10^9 CNY per deposit */
 #define JOB_MAX         65536
+#define JOB_QUOTA       1000 /* job descriptions one buyer may keep */
 #define DEPTH_DEFAULT   10
 #define INDEX_HOURS_MAX 720
 
@@ -817,7 +818,7 @@ struct job_ctx {
 static enum db_status job_fn(struct db_conn *c, void *arg)
 {
     struct job_ctx *j = arg;
-    return db_job_put(c, j->buyer, j->hash, j->description);
+    return db_job_put(c, j->buyer, j->hash, j->description, JOB_QUOTA);
 }
 
 void h_job_create(struct request *req)
@@ -847,6 +848,13 @@ void h_job_create(struct request *req)
     }
     cpx_sha256(j.description, n, j.hash);
     enum db_status st = db_run(req->srv->db, job_fn, &j);
+    if (st == DB_NO_ROWS) {
+        reply_error(req, E_JOB_QUOTA, NULL,
+                    "You keep %d job descriptions, the most a buyer may; orders reference them "
+                    "by hash, so reuse one.",
+                    JOB_QUOTA);
+        return;
+    }
     if (st != DB_OK) {
         reply_db_error(req, st);
         return;

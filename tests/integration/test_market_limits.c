@@ -167,6 +167,24 @@ static void test_numbers_at_the_edge(void **state)
     live_audit_clean(&anon, srv.verifier_key);
 }
 
+/* A buyer keeps at most 1000 job descriptions; one it stored before is always accepted again. */
+static void test_job_quota(void **state)
+{
+    (void)state;
+    json_t *first = mk_call(&buyer, "POST", "/v1/jobs", "{\"description\":\"job 0\"}", 201);
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO jobs (buyer, sha256, description) SELECT '%s', "
+             "sha256(('filler ' || i)::bytea), 'filler ' || i FROM generate_series(1, 999) i",
+             buyer_id);
+    test_db_exec(srv.db_url, sql);
+    expect(&buyer, "POST", "/v1/jobs", "{\"description\":\"one too many\"}", 422, "job_quota");
+    json_t *again = mk_call(&buyer, "POST", "/v1/jobs", "{\"description\":\"job 0\"}", 201);
+    assert_string_equal(mk_str(again, "job_sha256"), mk_str(first, "job_sha256"));
+    json_decref(first);
+    json_decref(again);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -175,6 +193,7 @@ int main(void)
         cmocka_unit_test(test_fees_raised_while_resting),
         cmocka_unit_test(test_unknown_models),
         cmocka_unit_test(test_numbers_at_the_edge),
+        cmocka_unit_test(test_job_quota),
     };
     return test_main(tests, sizeof tests / sizeof tests[0], setup, teardown);
 }
