@@ -648,6 +648,35 @@ static void print_result(const workload *w, const result *r)
     fflush(stdout);
 }
 
+/*
+ * mx_state_hash() on the book a workload leaves: a fresh engine replays the whole stream
+ * (untimed), then the hash is read repeatedly for at least 0.2 s (and at least 3 times), in
+ * batches that double between clock reads; the mean per call is shown. The server reads it after
+ * every batch it commits.
+ */
+static void state_hash_bench(const workload *w)
+{
+    tally t = { 0, 0 };
+    mx_engine *e = engine_new(w, tally_sink, &t);
+    for (size_t i = 0; i < w->n; i++)
+        run_op(e, w, &w->ops[i]);
+    volatile uint64_t sink = 0;
+    uint64_t calls = 0, batch = 1;
+    double t0 = seconds_now(), t1 = t0;
+    do { /* batches of 1, 2, 4, ... calls between clock reads */
+        for (uint64_t k = 0; k < batch; k++)
+            sink ^= mx_state_hash(e);
+        calls += batch;
+        batch *= 2;
+        t1 = seconds_now();
+    } while (t1 - t0 < 0.2 || calls < 3);
+    (void)sink;
+    printf("bench matching state_hash shape=%s resting=%zu calls=%" PRIu64 " ns_per_call=%.1f\n",
+           w->shape, mx_resting(e), calls, (t1 - t0) * 1e9 / (double)calls);
+    fflush(stdout);
+    mx_engine_free(e);
+}
+
 /* ---- stream files --------------------------------------------------------------------------- */
 
 static int emit_stream(const workload *w, const char *path)
@@ -738,6 +767,7 @@ static void run_shape(char shape, size_t resting, size_t ops, uint64_t seed, uns
     memset(&r, 0, sizeof r);
     measure(&w, reps, &r);
     print_result(&w, &r);
+    state_hash_bench(&w);
     workload_free(&w);
 }
 

@@ -411,6 +411,7 @@ void mx_set_remaining(mx_engine *e, uint32_t ri, int64_t remaining)
 {
     mx_rec *r = &e->recs[ri];
     if (r->flags & MX_F_LINKED) {
+        mx_hash_set_remaining(e, ri, remaining);
         for (uint32_t ref = ri; ref != MX_NIL; ref = mx_next_node(e, ri, ref)) {
             uint32_t lv = mx_link_of(e, ref)->level;
             level_account(e, lv, r, r->remaining, -1);

@@ -4,9 +4,9 @@
  * mx_engine_check() recomputes what the engine maintains incrementally and compares: the id
  * table against the records, each record's nodes against the books it must be in, each level's
  * FIFO (links, arrival order, aggregate quantities) and each side's AVL tree (order, parents,
- * heights, balance, best), the expiry heap, the conservation counters, the pool counters, and
- * finally that no eligible pair of resting orders crosses (the brute-force form of "the
- * matching loop missed nothing").
+ * heights, balance, best), the expiry heap, the conservation counters, the pool counters, that
+ * no eligible pair of resting orders crosses (the brute-force form of "the matching loop missed
+ * nothing"), and finally that the maintained state hash equals the full recomputation.
  *
  * In check builds (MATCHING_CHECK_INVARIANTS, which the tests link) the engine runs it after
  * every command and aborts on the first failure, after telling on_check_failure which
@@ -67,7 +67,7 @@ static int check_record(checker *ck, uint32_t ri, uint64_t *nodes)
 {
     const mx_engine *e = ck->e;
     const mx_rec *r = &e->recs[ri];
-    CHECK(ck, r->flags == MX_F_LINKED);
+    CHECK(ck, (r->flags & ~MX_F_HASHQ) == MX_F_LINKED);
     CHECK(ck, mx_find(e, r->id) == ri);
     CHECK(ck, r->remaining > 0);
     uint64_t mask = book_mask(e, r);
@@ -305,13 +305,46 @@ static int check_uncrossed(checker *ck)
     return 1;
 }
 
+/* ---- state hash ----------------------------------------------------------------------------- */
+
+/* Invariant 7: every resting record's hash is either queued, once, or cached with the value
+ * the definition gives and counted in hash_sum, and the maintained state hash equals the one
+ * recomputed from every resting order. */
+static int check_state_hash(checker *ck)
+{
+    const mx_engine *e = ck->e;
+    uint64_t queued = 0, sum = 0;
+    CHECK(ck, e->hash_jobs <= MX_HASH_QUEUE && e->hashes_cap >= e->rec_top);
+    for (uint32_t l = 0; l < e->hash_jobs; l++) {
+        uint32_t ri = e->hash_job[l].rec;
+        CHECK(ck, ri < e->rec_top && (e->recs[ri].flags & MX_F_HASHQ));
+        for (uint32_t k = 0; k < l; k++)
+            CHECK(ck, e->hash_job[k].rec != ri);
+    }
+    for (uint32_t ri = 0; ri < e->rec_top; ri++) {
+        const mx_rec *r = &e->recs[ri];
+        if (r->id == 0)
+            continue;
+        if (r->flags & MX_F_HASHQ) {
+            queued++;
+        } else {
+            CHECK(ck, e->hashes[ri] == mx_hash_of(e, ri));
+            sum += e->hashes[ri];
+        }
+    }
+    CHECK(ck, queued == e->hash_jobs);
+    CHECK(ck, sum == e->hash_sum);
+    CHECK(ck, mx_state_hash(e) == mx_state_hash_full(e));
+    return 1;
+}
+
 /* ---- entry points --------------------------------------------------------------------------- */
 
 /* Every invariant, stopping at the first failure (recorded in ck). Returns 1 when all hold. */
 static int check_all(checker *ck)
 {
     return check_records(ck) && check_books(ck) && check_heap(ck) && check_conservation(ck) &&
-           check_uncrossed(ck);
+           check_uncrossed(ck) && check_state_hash(ck);
 }
 
 bool mx_engine_check(const mx_engine *e)

@@ -12,7 +12,8 @@
  *
  * A command never fails half-way for lack of memory: before it changes anything, reserve()
  * grows every pool to hold the worst case of one command (one record, one extension, 63 more
- * nodes and 64 new levels for a bid in 64 regions, one heap entry, one more id in the table).
+ * nodes and 64 new levels for a bid in 64 regions, one heap entry, one more id in the table),
+ * and the cached order hashes of the state hash (hash.c) to one per record of the pool.
  * Expiries, cancels and fills only free. So either the command runs to the end or it is
  * rejected with MX_R_NO_MEMORY having changed nothing.
  *
@@ -238,10 +239,22 @@ static int table_reserve(mx_engine *e)
 #define RESERVE_NODES  (MX_MAX_REGIONS - 1)
 #define RESERVE_LEVELS MX_MAX_REGIONS
 
+/* Keeps the cached order hashes (one per record) as many as the records. Returns 1, or 0 when
+ * memory is short. */
+static int hashes_reserve(mx_engine *e)
+{
+    if (e->hashes_cap >= e->rec_cap)
+        return 1;
+    if (!resize(e, (void **)&e->hashes, sizeof *e->hashes, e->rec_cap))
+        return 0;
+    e->hashes_cap = e->rec_cap;
+    return 1;
+}
+
 /* Grows every pool for one command. Returns 1, or 0 when memory is short. */
 static int reserve(mx_engine *e)
 {
-    return POOL_RESERVE(e, recs, rec_cap, e->rec_live, 1) &&
+    return POOL_RESERVE(e, recs, rec_cap, e->rec_live, 1) && hashes_reserve(e) &&
            POOL_RESERVE(e, exts, ext_cap, e->ext_live, 1) &&
            POOL_RESERVE(e, nodes, node_cap, e->node_live, RESERVE_NODES) &&
            POOL_RESERVE(e, levels, level_cap, e->level_live, RESERVE_LEVELS) &&
@@ -307,8 +320,8 @@ void mx_engine_free(mx_engine *e)
 {
     if (e == NULL)
         return;
-    void *arrays[] = { e->sides,     e->buckets,    e->recs_mem, e->exts_mem,
-                       e->nodes_mem, e->levels_mem, e->heap_mem, e->marks_mem };
+    void *arrays[] = { e->sides,      e->buckets,  e->recs_mem,  e->exts_mem, e->nodes_mem,
+                       e->levels_mem, e->heap_mem, e->marks_mem, e->hashes };
     for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
         e->alloc.free(e->alloc.ctx, arrays[i]);
     mx_allocator alloc = e->alloc;
@@ -360,6 +373,7 @@ void mx_rest(mx_engine *e, uint32_t ri)
     if (r->ext != MX_NIL && e->exts[r->ext].expires != 0)
         mx_heap_push(e, ri);
     e->resting++;
+    mx_hash_add(e, ri);
 }
 
 void mx_retire(mx_engine *e, uint32_t ri)
@@ -367,6 +381,7 @@ void mx_retire(mx_engine *e, uint32_t ri)
     mx_rec *r = &e->recs[ri];
     e->totals.removed[mx_qclass(r)] += (uint64_t)r->remaining;
     if (r->flags & MX_F_LINKED) {
+        mx_hash_remove(e, ri);
         mx_book_remove(e, ri);
         table_remove(e, ri);
         mx_heap_remove(e, ri);
@@ -670,7 +685,8 @@ size_t mx_memory_bytes(const mx_engine *e)
            (size_t)e->rec_cap * sizeof *e->recs + (size_t)e->ext_cap * sizeof *e->exts +
            (size_t)e->node_cap * sizeof *e->nodes + (size_t)e->level_cap * sizeof *e->levels +
            ((size_t)1 << e->bucket_bits) * sizeof *e->buckets +
-           (size_t)e->heap_cap * sizeof *e->heap + (size_t)e->marks_cap * sizeof *e->marks;
+           (size_t)e->heap_cap * sizeof *e->heap + (size_t)e->marks_cap * sizeof *e->marks +
+           (size_t)e->hashes_cap * sizeof *e->hashes;
 }
 
 bool mx_lookup(const mx_engine *e, uint64_t id, mx_order_info *out)

@@ -318,9 +318,19 @@ mx_reason mx_expire(mx_engine *e, int64_t now);
 /* ---- queries (read-only; never produce events) ---------------------------------------------- */
 
 /* Hash of the resting state: every resting order's id, owner, side, remaining quantity,
- * arrival sequence (its priority), price(s) and constraints. Computed on demand in
- * O(resting orders); independent of memory layout and of the order orders were stored in. */
+ * arrival sequence (its priority), price(s) and constraints; independent of memory layout and
+ * of the order orders were stored in. O(1): the engine maintains the sum of the orders' hashes
+ * (mx_hash_bid/ask) on every change of the books (an order rests or leaves, its remaining
+ * changes); this adds the few order hashes still queued (at most 8) and finalises the sum with
+ * the count (mx_hash_finish): well under a microsecond whatever the book size. Always equal to
+ * mx_state_hash_full(). */
 uint64_t mx_state_hash(const mx_engine *e);
+
+/* The same value as mx_state_hash(), recomputed from scratch in O(resting orders): the sum of
+ * mx_hash_bid/ask over every resting order's spec (as mx_get_bid/ask return it), finalised.
+ * The definition the maintained value is checked against (check builds do so after every
+ * command); for tests and audits, not for the hot path. */
+uint64_t mx_state_hash_full(const mx_engine *e);
 
 /* Number of resting bids and asks. */
 size_t mx_resting(const mx_engine *e);

@@ -46,6 +46,10 @@
  *     quantity accepted = filled + removed (cancelled, expired, reduced, replaced) + resting.
  *  6. No eligible pair is left crossed: no resting bid and ask of different owners in a common
  *     book cross in price while satisfying every constraint at the engine's clock.
+ *  7. State hash: every resting record's hash is either queued in hash_job (once, flag
+ *     MX_F_HASHQ) or cached in hashes[] with the value mx_hash_bid/ask give for its spec;
+ *     hash_sum is the sum of the cached ones, so that mx_state_hash() (hash_sum + the queued
+ *     ones, O(1)) equals mx_state_hash_full() (recomputed from every resting order's spec).
  */
 #ifndef CPX_MATCHING_INT_H
 #define CPX_MATCHING_INT_H
@@ -59,6 +63,7 @@
 /* Record flags (mx_rec.flags). */
 #define MX_F_LINKED 1u /* resting: in the id table and its books */
 #define MX_F_MARKED 2u /* consumed during a FOK dry run (cleared before the command ends) */
+#define MX_F_HASHQ  4u /* its hash is queued in hash_job, not yet computed (hash.c) */
 
 /* Links of one node: its neighbours in a level's FIFO and the level itself. */
 typedef struct mx_link {
@@ -152,6 +157,21 @@ typedef struct mx_totals {
 
 enum { MX_Q_ASK_DEVICES, MX_Q_BID_DEVICES, MX_Q_BID_TFLOPS };
 
+/* Words an order's hash absorbs at most: id, owner, sequence, remaining, then an ask priced in
+ * all eight precisions (1 + 2 x 8 + 7 words; a bid has at most 9 + 8). */
+#define MX_HASH_WORDS (4 + 1 + 2 * MX_NPREC + 7)
+/* Order hashes the engine queues before computing them together (hash.c); also the most
+ * mx_state_hash() may have to compute. */
+#define MX_HASH_QUEUE 8
+
+/* One queued order hash: the words its chain absorbs (premixed), copied from its record. */
+typedef struct mx_hash_job {
+    uint64_t tag;              /* the side's starting value */
+    uint64_t w[MX_HASH_WORDS]; /* premixed words to absorb, in order; w[3] is the remaining */
+    uint32_t n;                /* words used */
+    uint32_t rec;              /* the record whose hash this is */
+} mx_hash_job;
+
 /* A cursor of the matching loop: where it stands in one counter book side. */
 typedef struct mx_cursor {
     uint32_t side;  /* book side index */
@@ -222,6 +242,11 @@ struct mx_engine {
 
     uint32_t reactivate; /* gang bid to re-match before the command ends, or MX_NIL */
     mx_totals totals;    /* conservation counters */
+    uint64_t hash_sum;   /* computed part of the state hash sum (invariant 7) */
+    uint64_t *hashes;    /* [record]: its hash as counted in hash_sum (stale while queued) */
+    uint32_t hashes_cap; /* entries allocated in hashes (grown with the record pool) */
+    uint32_t hash_jobs;  /* jobs queued in hash_job */
+    mx_hash_job hash_job[MX_HASH_QUEUE]; /* order hashes queued, not yet in hash_sum */
 };
 
 /* A condition that must hold unless the engine has a bug (SQLite's ALWAYS): in check builds a
@@ -308,10 +333,12 @@ void mx_emit(mx_engine *e, const mx_event *ev);
 void mx_emit_rec(mx_engine *e, uint32_t ri, mx_event_kind kind, mx_reason reason);
 /* Finds the resting record with this id. Returns its index or MX_NIL. */
 uint32_t mx_find(const mx_engine *e, uint64_t id);
-/* Puts record ri (incoming, matched) to rest: id table, books, expiry heap. Room was reserved. */
+/* Puts record ri (incoming, matched) to rest: id table, books, expiry heap, state hash sum.
+ * Room was reserved. */
 void mx_rest(mx_engine *e, uint32_t ri);
-/* Retires record ri, resting or not: takes it out of its books, the id table and the expiry
- * heap, counts its remaining quantity as removed, and frees it. Emits nothing. */
+/* Retires record ri, resting or not: takes it out of its books, the id table, the expiry heap
+ * and the state hash sum, counts its remaining quantity as removed, and frees it. Emits
+ * nothing. */
 void mx_retire(mx_engine *e, uint32_t ri);
 
 /* ---- spec.c --------------------------------------------------------------------------------- */
@@ -340,7 +367,8 @@ void mx_rec_ask(const mx_engine *e, uint32_t ri, mx_ask *out);
 void mx_book_insert(mx_engine *e, uint32_t ri);
 /* Takes record ri out of every book; frees emptied levels and its secondary nodes. */
 void mx_book_remove(mx_engine *e, uint32_t ri);
-/* Changes record ri's remaining quantity, updating the levels of every book it rests in. */
+/* Changes record ri's remaining quantity, updating the levels of every book it rests in and,
+ * when it rests, the state hash sum. */
 void mx_set_remaining(mx_engine *e, uint32_t ri, int64_t remaining);
 /* The level after lv in priority order (higher price for asks, lower for bids), or MX_NIL. */
 uint32_t mx_level_next(const mx_engine *e, uint32_t lv);
@@ -374,6 +402,24 @@ void mx_heap_push(mx_engine *e, uint32_t ri);
 void mx_heap_remove(mx_engine *e, uint32_t ri);
 /* Expires, in (expiry, sequence) order, every resting record due at e->now. */
 void mx_expire_due(mx_engine *e);
+
+/* ---- hash.c --------------------------------------------------------------------------------- */
+
+/*
+ * The state hash sum, kept up to date at every change of the resting state (invariant 7):
+ * hash_sum + the queued jobs' hashes = the sum of the resting orders' hashes. A resting
+ * record's hash is either queued (MX_F_HASHQ) or computed, added to hash_sum and cached in
+ * hashes[], so that taking it out again costs a subtraction, not a hash. The engine calls:
+ */
+/* Record ri has started resting: its hash enters the sum. */
+void mx_hash_add(mx_engine *e, uint32_t ri);
+/* Record ri, resting, is leaving the book: its hash leaves the sum. */
+void mx_hash_remove(mx_engine *e, uint32_t ri);
+/* Record ri, resting, is about to change its remaining quantity to `remaining`: the old hash
+ * leaves the sum and the new one enters it (none at 0: a used-up maker, retired at once). */
+void mx_hash_set_remaining(mx_engine *e, uint32_t ri, int64_t remaining);
+/* Hash of resting record ri as the definition computes it (mx_hash_bid/ask of its spec). */
+uint64_t mx_hash_of(const mx_engine *e, uint32_t ri);
 
 /* ---- check.c -------------------------------------------------------------------------------- */
 

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -850,6 +851,213 @@ static void test_state_hash(void **state)
     mt_log_free(&l2);
 }
 
+/*
+ * The maintained state hash. hash_script() is a sequence of commands that makes every kind of
+ * change to resting orders: they rest (plain, with constraints, in several books, with an
+ * expiry), are filled partly and completely (as makers, and as a re-matched gang bid), are
+ * reduced, replaced, cancelled by their owner and by self-trade prevention, and expire (GTD and
+ * an ask's window); FOK and IOC takers come and go. Ten fillers first, so that some orders'
+ * hashes are computed (and cached) and others still queued when they change.
+ */
+static size_t hash_script(mx_command *c)
+{
+    size_t n = 0;
+    int64_t t = NOW;
+#define ADD_BID(b) (c[n++] = (mx_command){ .kind = MX_CMD_BID, .now = ++t, .bid = (b) })
+#define ADD_ASK(a) (c[n++] = (mx_command){ .kind = MX_CMD_ASK, .now = ++t, .ask = (a) })
+    for (uint64_t i = 1; i <= 10; i++) /* resting far below every ask */
+        ADD_BID(mt_bid(1000 + i, 500 + i, MX_FP16, 0, (int64_t)i, 10 + (int64_t)i));
+    ADD_ASK(mt_ask(1, 101, 0, 10, MX_FP16, 100, 100));
+    mx_ask a2 = mt_ask(2, 102, 0, 8, MX_FP16, 200, 110);
+    mt_ask_price(&a2, MX_BF16, 400, 105);
+    a2.memory_gb = 80;
+    a2.vendor = 1;
+    a2.model = 2;
+    a2.green_permille = 300;
+    a2.tif = MX_GTD;
+    a2.expiry = NOW + 100000;
+    ADD_ASK(a2);
+    mx_ask a3 = mt_ask(3, 103, 1, 5, MX_FP16, 100, 120);
+    a3.available_until = NOW + 7200;
+    ADD_ASK(a3);
+    ADD_BID(mt_bid(20, 120, MX_FP16, 0, 3, 100)); /* ask 1: 10 -> 7 */
+    mx_bid b21 = mt_bid(21, 121, MX_FP16, 0, 450, 115);
+    b21.qty_kind = MX_QTY_TFLOPS; /* 450 TFLOPS: 5 devices of ask 1 (7 -> 2) */
+    b21.regions |= 1u << 1;
+    ADD_BID(b21);
+    c[n++] = (mx_command){ .kind = MX_CMD_REDUCE, .now = ++t, .id = 2, .quantity = 6 };
+    c[n++] = (mx_command){ .kind = MX_CMD_CANCEL, .now = ++t, .id = 1003 };
+    mx_ask a1 = mt_ask(1, 101, 0, 4, MX_FP16, 100, 99);
+    c[n++] = (mx_command){ .kind = MX_CMD_REPLACE_ASK, .now = ++t, .ask = a1 };
+    mx_bid b22 = mt_bid(22, 122, MX_FP16, 0, 2, 120);
+    b22.min_memory_gb = 80; /* not ask 1: takes 2 of ask 2 (6 -> 4) */
+    b22.n_allow = 1;
+    b22.allow[0] = (mx_model_ref){ 1, 0 };
+    ADD_BID(b22);
+    mx_bid b28 = mt_bid(28, 128, MX_BF16, 0, 3, 50);
+    b28.tif = MX_GTD;
+    b28.expiry = NOW + 500;
+    b28.regions = 0xf;
+    ADD_BID(b28); /* rests in four books until it expires */
+    mx_bid b23 = mt_bid(23, 123, MX_FP16, 0, 10, 105);
+    b23.min_devices_per_provider = 4; /* takes ask 1 (4), rests with 6 */
+    ADD_BID(b23);
+    ADD_ASK(mt_ask(4, 104, 0, 3, MX_FP16, 100, 100)); /* too small for the gang: rests */
+    /* fills the gang bid (6 -> 2), which is then re-matched and takes 2 of ask 4 (3 -> 1) */
+    ADD_ASK(mt_ask(5, 105, 0, 4, MX_FP16, 100, 104));
+    mx_bid b24 = mt_bid(24, 124, MX_FP16, 0, 5, 200);
+    b24.tif = MX_IOC; /* ask 4's last device, then ask 2's 4: both done */
+    ADD_BID(b24);
+    ADD_ASK(a2); /* again: 8 devices */
+    mx_bid b25 = mt_bid(25, 125, MX_FP16, 0, 100, 200);
+    b25.tif = MX_FOK; /* cannot fill: nothing changes */
+    ADD_BID(b25);
+    mx_bid b26 = mt_bid(26, 126, MX_BF16, 0, 2, 106);
+    b26.tif = MX_FOK; /* BF16 book: 2 of ask 2 (8 -> 6) */
+    ADD_BID(b26);
+    mx_ask a6 = mt_ask(6, 106, 0, 6, MX_FP16, 100, 300);
+    mt_ask_price(&a6, MX_BF16, 200, 150);
+    a6.vendor = 2;
+    ADD_ASK(a6);
+    c[n++] = (mx_command){ .kind = MX_CMD_REDUCE, .now = ++t, .id = 6, .quantity = 5 };
+    ADD_BID(mt_bid(29, 102, MX_FP16, 0, 1, 115)); /* ask 2's owner: STP cancels ask 2 */
+    mx_bid b30 = mt_bid(30, 130, MX_BF16, 0, 2, 150);
+    b30.start_latest = NOW + 3 * 3600; /* takes 2 of ask 6 in BF16 (5 -> 3) */
+    ADD_BID(b30);
+    mx_bid b31 = mt_bid(31, 131, MX_FP8, 0, 4, 40);
+    b31.regions = 0x6;
+    b31.start_latest = NOW + 3600; /* rests; its start window closes */
+    ADD_BID(b31);
+    c[n++] = (mx_command){ .kind = MX_CMD_REDUCE, .now = ++t, .id = 1007, .quantity = 2 };
+    mx_bid b28r = b28;
+    b28r.limit = 60;
+    b28r.quantity = 7;
+    c[n++] = (mx_command){ .kind = MX_CMD_REPLACE_BID, .now = ++t, .bid = b28r };
+    c[n++] = (mx_command){ .kind = MX_CMD_EXPIRE, .now = NOW + 600 };  /* bid 28 */
+    c[n++] = (mx_command){ .kind = MX_CMD_EXPIRE, .now = NOW + 3601 }; /* bid 31 */
+    c[n++] = (mx_command){ .kind = MX_CMD_EXPIRE, .now = NOW + 7200 }; /* ask 3's window */
+    t = NOW + 7200;
+    c[n++] = (mx_command){ .kind = MX_CMD_CANCEL, .now = ++t, .id = 6 };
+    for (uint64_t i = 1; i <= 10; i++)
+        if (i != 3)
+            c[n++] = (mx_command){ .kind = MX_CMD_CANCEL, .now = ++t, .id = 1000 + i };
+#undef ADD_BID
+#undef ADD_ASK
+    return n;
+}
+
+/* The state hash after each command of hash_script(), as the engine computed it before the sum
+ * was maintained (a full walk over the resting orders, at the commit before that change): the
+ * definition must never change, since the server stores these hashes. */
+static const uint64_t hash_script_golden[] = {
+    UINT64_C(0xb4c03682155a7623), UINT64_C(0x08f3521d97b49860), UINT64_C(0x5a8ea6f78192ad38),
+    UINT64_C(0x3075518109a36c47), UINT64_C(0xdb7e4e3524d88485), UINT64_C(0xbc45922ac0208ccb),
+    UINT64_C(0xc0e96e0fe91fec03), UINT64_C(0x7297e2da54150c10), UINT64_C(0x0a5ff5258f46be9f),
+    UINT64_C(0xc532d428cf4cd46f), UINT64_C(0x63e46418f6872579), UINT64_C(0xd16463e8c094e85a),
+    UINT64_C(0x483bfc6fade712ae), UINT64_C(0x9bc3da5571936955), UINT64_C(0xd8460eb946beb2d0),
+    UINT64_C(0xd001c7d112ed9365), UINT64_C(0xed44835081e8ac56), UINT64_C(0x11f85684f5de3927),
+    UINT64_C(0x1aacd484ddeb05de), UINT64_C(0xd9ecdddd01faa3d6), UINT64_C(0x0ea66782a5638713),
+    UINT64_C(0x5ed30cc102e26b4e), UINT64_C(0x600bd1ce05e04b62), UINT64_C(0xd6e055ae1e45ed7c),
+    UINT64_C(0xe58bdc31efad0032), UINT64_C(0xe58bdc31efad0032), UINT64_C(0x1c69040822736438),
+    UINT64_C(0x3afed6d24ffdf523), UINT64_C(0xc54e34960cbdbd47), UINT64_C(0xa2d5b38f88f7a669),
+    UINT64_C(0xac9da4dfe335a4ab), UINT64_C(0xa41cb412e3eeebe0), UINT64_C(0xacbf553e6ba70243),
+    UINT64_C(0x79c77179df83f785), UINT64_C(0xd763a238f148b7af), UINT64_C(0xd264acc2679a11ea),
+    UINT64_C(0x479f5985bfc475e7), UINT64_C(0x5f0c71ee0108253a), UINT64_C(0x2de29da897d77f7a),
+    UINT64_C(0x9c36ce8c9ebf28e6), UINT64_C(0x2662eaf8725e7115), UINT64_C(0x37d4ad3b650bc5f6),
+    UINT64_C(0xe63475ffc2480587), UINT64_C(0x7fe44368d024729f), UINT64_C(0x54974b90b583f258),
+    UINT64_C(0x0f2278e9ddaf739e), UINT64_C(0xe59a53702f503145),
+};
+
+static void test_state_hash_maintained(void **state)
+{
+    (void)state;
+    mt_log log = { 0 };
+    mx_engine *e = engine(&log, 4, MX_STP_CANCEL_OLDEST);
+    mx_command cmds[64];
+    size_t n = hash_script(cmds);
+    assert_true(n <= sizeof cmds / sizeof cmds[0]);
+    assert_int_equal(n, sizeof hash_script_golden / sizeof hash_script_golden[0]);
+    assert_int_equal(mx_state_hash(e), mx_state_hash_full(e));
+    uint64_t prev = mx_state_hash(e);
+    size_t unchanged = 0;
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(mx_apply(e, &cmds[i]), MX_OK);
+        uint64_t h = mx_state_hash(e);
+        if (h != mx_state_hash_full(e) || h != hash_script_golden[i])
+            fail_msg("command %zu: state hash %016" PRIx64 ", full %016" PRIx64
+                     ", golden %016" PRIx64,
+                     i, h, mx_state_hash_full(e), hash_script_golden[i]);
+        unchanged += h == prev;
+        prev = h;
+    }
+    assert_int_equal(unchanged, 1);     /* the FOK that could not fill */
+    assert_int_equal(mx_resting(e), 1); /* bid 29, which STP let rest */
+    /* every kind of change happened */
+    assert_true(mt_log_count(&log, MX_EV_FILL) >= 9);
+    assert_int_equal(mt_log_count(&log, MX_EV_EXPIRED), 3);
+    assert_int_equal(mt_log_count(&log, MX_EV_REDUCED), 3);
+    assert_int_equal(mt_log_count(&log, MX_EV_REPLACED), 2);
+    size_t stp = 0, fok = 0, ioc = 0, rematch = 0;
+    for (size_t i = 0; i < log.n; i++) {
+        rematch += log.ev[i].kind == MX_EV_FILL && log.ev[i].taker_id == 23; /* resting taker */
+        stp += log.ev[i].kind == MX_EV_CANCELLED && log.ev[i].reason == MX_R_STP;
+        fok += log.ev[i].kind == MX_EV_CANCELLED && log.ev[i].reason == MX_R_FOK;
+        ioc += log.ev[i].kind == MX_EV_CANCELLED && log.ev[i].reason == MX_R_IOC;
+    }
+    assert_int_equal(rematch, 2); /* its own fill of ask 1, then its re-match against ask 4 */
+    assert_int_equal(stp, 1);
+    assert_int_equal(fok, 1);
+    assert_int_equal(ioc, 0);
+    mx_engine_free(e);
+    mt_log_free(&log);
+}
+
+/* mx_hash_bid/ask and mx_hash_finish pinned to the values they had before the state hash was
+ * maintained (computed by that version of the engine). */
+static void test_order_hash_golden(void **state)
+{
+    (void)state;
+    mx_bid b = mt_bid(7, 8, MX_BF16, 3, 5, 1234567);
+    assert_int_equal(mx_hash_bid(&b, 5, 9), UINT64_C(0x8c712c1853b3d565));
+    b.qty_kind = MX_QTY_TFLOPS;
+    b.tif = MX_GTD;
+    b.expiry = NOW + 60;
+    b.regions = 0x8000000000000009u;
+    b.start_earliest = NOW;
+    b.start_latest = NOW + 3600;
+    b.min_memory_gb = 80;
+    b.min_tflops = 100;
+    b.max_tflops = 2000;
+    b.min_devices_per_provider = 4;
+    b.min_green_permille = 250;
+    b.n_allow = 3;
+    b.allow[0] = (mx_model_ref){ 1, 0 };
+    b.allow[1] = (mx_model_ref){ 2, 7 };
+    b.allow[2] = (mx_model_ref){ 0xffffffffu, 0xfffffffeu };
+    b.allow[5] = (mx_model_ref){ 9, 9 }; /* unused: not hashed */
+    assert_int_equal(mx_hash_bid(&b, 123456789, UINT64_C(0xffffffffffff)),
+                     UINT64_C(0x8b4a9c727e748830));
+    mx_ask a = mt_ask(9, 10, 2, 64, MX_FP16, 990, 15000000);
+    assert_int_equal(mx_hash_ask(&a, 64, 1), UINT64_C(0x1c29f2df1fb294ed));
+    for (unsigned p = 0; p < MX_NPREC; p++)
+        mt_ask_price(&a, p, 100 + p, 1000 + p);
+    a.price[MX_FP8] = 0; /* unpriced: ignored */
+    a.priced &= (uint8_t) ~(1u << MX_FP8);
+    a.available_from = NOW;
+    a.available_until = NOW + 86400;
+    a.tif = MX_GTD;
+    a.expiry = NOW + 3600;
+    a.memory_gb = 141;
+    a.vendor = 3;
+    a.model = 4;
+    a.interconnect = 5;
+    a.green_permille = 1000;
+    a.min_hours = 2;
+    a.max_hours = 100;
+    assert_int_equal(mx_hash_ask(&a, 1, 42), UINT64_C(0xa017f649ff14985a));
+    assert_int_equal(mx_hash_finish(0, 0), UINT64_C(0x40dc4994f7769456));
+}
+
 static void test_get_spec(void **state)
 {
     (void)state;
@@ -1087,6 +1295,8 @@ int main(void)
         cmocka_unit_test(test_bad_config),
         cmocka_unit_test(test_depth),
         cmocka_unit_test(test_state_hash),
+        cmocka_unit_test(test_state_hash_maintained),
+        cmocka_unit_test(test_order_hash_golden),
         cmocka_unit_test(test_get_spec),
         cmocka_unit_test(test_allocator_hooks),
         cmocka_unit_test(test_two_engines),
