@@ -407,14 +407,6 @@ static bool parse_models(struct request *req, struct seq_order *o, json_t *terms
     return true;
 }
 
-/* The worst-case capacity an order may fill, for its hold and the overflow check. */
-static bool order_capacity(const struct order_req *r, __int128 *tflops)
-{
-    __int128 per = r->max_tflops ? r->max_tflops : mx_max_tflops((unsigned)r->precision);
-    *tflops = r->devices ? (__int128)r->devices * per : (__int128)r->tflops + per - 1;
-    return true;
-}
-
 void h_order_create(struct request *req)
 {
     if (!records_party_fits(req))
@@ -467,18 +459,18 @@ void h_order_create(struct request *req)
     /* The hold: limit x worst-case capacity x hours / 1000, plus the largest commission; and the
      * engine's own bound, limit x capacity x hours within int64 (docs/matching.md, "Overflow").
      * Products that do not fit are refused here, never wrapped. */
-    __int128 cap;
-    order_capacity(&r, &cap);
-    __int128 engine_cap = r.devices ? cap : (__int128)r.tflops + maxT;
+    int64_t per = r.max_tflops ? r.max_tflops : (int64_t)maxT;
+    __int128 engine_cap = r.devices ? (__int128)r.devices * per : (__int128)r.tflops + maxT;
     __int128 product = (__int128)r.limit * engine_cap * r.hours;
-    int64_t maker, taker, value = 0, fee = 0, hold = 0;
+    int64_t maker, taker, hold = 0;
     sequencer_fees(req->srv->seq, &maker, &taker);
     /* The engine also ranks bids by limit x an ask's TFLOPS, so limit x maxT(p) must fit too. */
     if ((__int128)r.limit * maxT > INT64_MAX)
         product = (__int128)INT64_MAX + 1;
-    if (product > INT64_MAX || !money_value(r.limit, (int64_t)cap, 1, r.hours, &value) ||
-        !money_commission(value, maker > taker ? maker : taker, &fee) ||
-        !money_add(value, fee, &hold) || hold > LEDGER_INT_MAX) {
+    if (product > INT64_MAX ||
+        !trading_hold(r.limit, r.devices != 0, r.devices ? r.devices : r.tflops, per, r.hours,
+                      maker > taker ? maker : taker, &hold) ||
+        hold > LEDGER_INT_MAX) {
         reply_error(req, E_OUT_OF_RANGE, "limit_price",
                     "limit_price x capacity x hours is too large for the exchange's 64-bit "
                     "money (the largest hold is %" PRId64 " micro-CNY).",

@@ -467,6 +467,23 @@ struct ctx {
     const struct request *req; /* the command's request (its party), or NULL for an expiry tick */
 };
 
+/* The hold the rest of an order needs now (trading_hold on its remaining quantity), from the
+ * terms it was placed with. */
+static bool order_hold_now(const struct live_order *o, int64_t *need)
+{
+    const json_t *t = o->row.terms;
+    const json_t *max = json_object_get(json_object_get(t, "constraints"), "max_tflops");
+    const char *precision = json_string_value(json_object_get(t, "precision"));
+    int p = precision ? market_precision_index(precision) : -1;
+    if (p < 0)
+        return false;
+    int64_t per =
+        json_is_integer(max) ? json_integer_value(max) : (int64_t)mx_max_tflops((unsigned)p);
+    return trading_hold(json_integer_value(json_object_get(t, "limit_price_micro")),
+                        json_object_get(t, "devices") != NULL, o->row.v.remaining, per,
+                        json_integer_value(json_object_get(t, "hours")), o->row.hold_bps, need);
+}
+
 static void on_fill(struct ctx *x, const mx_event *ev)
 {
     struct sequencer *s = x->s;
@@ -496,6 +513,16 @@ static void on_fill(struct ctx *x, const mx_event *ev)
     o->row.v.filled_devices += ev->devices;
     o->row.v.remaining = bid_takes ? ev->taker_remaining : ev->maker_remaining;
     l->row.v.remaining = bid_takes ? ev->maker_remaining : ev->taker_remaining;
+    /* Price improvement comes back now: what the rest of the order could still cost stays held,
+     * the rest of its hold returns to available (and all of it when it is done). */
+    int64_t need = 0, released = 0;
+    if (o->row.v.remaining > 0 && !order_hold_now(o, &need))
+        fatal("pricing the rest of an order", DB_HARD);
+    if (o->row.v.hold_left > need) {
+        released = o->row.v.hold_left - need;
+        move(s, buyer, ACC_HELD, buyer, ACC_AVAILABLE, released, "release", agr_id);
+        o->row.v.hold_left = need;
+    }
     json_array_append_new(o->row.agreements, json_string(agr_id));
     dirty_order(s, o);
     dirty_listing(s, l);
@@ -518,6 +545,7 @@ static void on_fill(struct ctx *x, const mx_event *ev)
     json_object_set_new(p, "value_micro", json_integer(value));
     json_object_set_new(p, "commission_micro", json_integer(commission));
     json_object_set_new(p, "escrow_micro", json_integer(escrow));
+    json_object_set_new(p, "released_micro", json_integer(released));
     json_object_set_new(p, "maker", json_string(maker));
     json_object_set_new(p, "start", json_integer(ev->start));
     uint64_t seq = record(s, CPX_KIND_AGREEMENT, p, NULL, x->c);

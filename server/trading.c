@@ -78,6 +78,15 @@ json_t *account_json(const char *owner, const int64_t balance[ACC_NKINDS])
     return o;
 }
 
+bool trading_hold(int64_t limit, bool devices, int64_t quantity, int64_t per, int64_t hours,
+                  int64_t bps, int64_t *hold)
+{
+    int64_t tflops, value, fee;
+    bool ok = devices ? money_mul(quantity, per, &tflops) : money_add(quantity, per - 1, &tflops);
+    return ok && money_value(limit, tflops, 1, hours, &value) &&
+           money_commission(value, bps, &fee) && money_add(value, fee, hold);
+}
+
 const char *trading_cancel_reason(unsigned reason)
 {
     switch (reason) {

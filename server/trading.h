@@ -57,6 +57,16 @@ json_t *account_json(const char *owner, const int64_t balance[ACC_NKINDS]);
 /* Sets obj[key] to the RFC 3339 form of unix seconds t, or null when t is 0. */
 void json_set_time(json_t *obj, const char *key, int64_t t);
 
+/*
+ * The hold an order needs for `quantity` still to fill (docs/trading.md §2): the value of its
+ * worst-case capacity at its limit for its hours, plus the commission at bps on that. The
+ * worst case is quantity x per devices for a device order, quantity + per - 1 TFLOPS for a
+ * capacity order, where per is the order's max_tflops or the precision's largest. False when it
+ * does not fit in int64 (never wraps). Fills of that quantity never cost more in total.
+ */
+bool trading_hold(int64_t limit, bool devices, int64_t quantity, int64_t per, int64_t hours,
+                  int64_t bps, int64_t *hold);
+
 /* The cancel reason word for an engine reason (MX_R_USER -> "user", ...). */
 const char *trading_cancel_reason(unsigned mx_reason);
 

@@ -75,7 +75,7 @@ grep -q '"reason": "leaf_mismatch"' "$work/out.txt" ||
 # The trading story: an order across two regions fills in one, a refused order exits 1 with the
 # exchange's error, and cancel returns the hold while the escrow stays.
 grep -q '^filled  *4 devices$' "$work/out.txt" || { echo "the order did not fill in yangtze"; exit 1; }
-grep -q '^hold  *891.8802 CNY, 416.21076 CNY of it still held$' "$work/out.txt" ||
+grep -q '^hold  *891.8802 CNY, 297.2934 CNY of it still held$' "$work/out.txt" ||
     { echo "the order's hold is not what the README says"; exit 1; }
 grep -q '(422 insufficient_funds)$' "$work/out.txt" && grep -q '^cpx exit status 1$' "$work/out.txt" ||
     { echo "the order without the money was not refused"; exit 1; }
