@@ -50,7 +50,7 @@ origin=bench.cpx/ledger
     --admin-database-url "$admin_url" --log-level warn \
     --tls-cert "$var/tls/cert.pem" --tls-key "$var/tls/key.pem" \
     --operator-key "$var/operator.key" --exchange-key "$var/exchange.key" \
-    --ledger-origin $origin --threads "$threads" --db-pool "$db_pool" \
+    --ledger-origin $origin --threads "$threads" --db-pool "$db_pool" --rate-limit 0 \
     ${CPX_BENCH_CPXD_ARGS:-} >"$var/cpxd.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 150); do
@@ -71,7 +71,7 @@ if [ "$code" = 404 ] || [ "$code" = 000 ]; then
     exit 1
 fi
 
-echo "bench trading cpxd threads=$threads db_pool=$db_pool cores=$cores" \
+echo "bench trading cpxd threads=$threads db_pool=$db_pool rate_limit=off cores=$cores" \
     "tls=verified(own self-signed certificate) pg=private(fsync on)"
 "$BIN/cpx-bench-trading" --url "$base" --cacert "$var/tls/cert.pem" \
     --operator-key "$var/operator.key" --pg-url "$admin_url" "$@"

@@ -56,6 +56,9 @@ static const struct setting settings[] = {
       "commission in basis points on a fill whose order arrived" },
     { "batch-max", "CPX_BATCH_MAX", INT, S(batch_max), "1000", 1, 100000,
       "most commands the sequencer commits in one transaction" },
+    { "rate-limit", "CPX_RATE_LIMIT", INT, S(rate_limit), "100", 0, 1000000,
+      "orders, listings, cancels and deposits one identity may send a second, twice that at "
+      "once (0: no limit; beyond: 429)" },
     { "max-resting", "CPX_MAX_RESTING", INT, S(max_resting), "1000000", 1, 100000000,
       "most orders and listings resting in the books (then 503 book_full)" },
     { "log-level", "CPX_LOG_LEVEL", STR, S(log_level), "info", 0, 0, "debug, info, warn or error" },

@@ -29,6 +29,7 @@ struct config {
     int64_t fee_taker_bps;   /* commission on a fill whose order arrived, basis points */
     int64_t batch_max;       /* most commands per sequencer batch */
     int64_t max_resting;     /* most orders and listings resting at once */
+    int64_t rate_limit;      /* sequenced commands a second per identity (0: none) */
     char *log_level;         /* debug, info, warn or error */
     bool print_verifier_key; /* --print-verifier-key: print it and exit */
 };

@@ -64,6 +64,8 @@ static const struct err_info table[E_COUNT] = {
     [E_BODY_TOO_LARGE] = { 413, "body_too_large", "The request body is too large." },
     [E_UNSUPPORTED_MEDIA_TYPE] = { 415, "unsupported_media_type",
                                    "Request bodies must be application/json." },
+    [E_RATE_LIMITED] = { 429, "rate_limited",
+                         "Too many requests from this identity; retry after the given seconds." },
     [E_INTERNAL] = { 500, "internal", "Internal error; it has been logged." },
     [E_DATABASE_UNAVAILABLE] = { 503, "database_unavailable",
                                  "The database is unavailable; retry shortly." },

@@ -54,6 +54,8 @@ enum err {
     /* 413, 415 */
     E_BODY_TOO_LARGE,
     E_UNSUPPORTED_MEDIA_TYPE,
+    /* 429 */
+    E_RATE_LIMITED,
     /* 500, 503 */
     E_INTERNAL,
     E_DATABASE_UNAVAILABLE,

@@ -102,6 +102,12 @@ void reply_json(struct request *req, int status, json_t *body)
     free(text);
 }
 
+void reply_header(struct request *req, const char *name, const char *value)
+{
+    if (req->response != NULL)
+        MHD_add_response_header(req->response, name, value);
+}
+
 void reply_error(struct request *req, enum err e, const char *field, const char *fmt, ...)
 {
     const struct err_info *info = err_info(e);

@@ -84,6 +84,9 @@ void reply_stream(struct request *req, int status, const char *content_type, rep
  */
 bool request_query_u64(struct request *req, const char *key, uint64_t *out);
 
+/* Adds a header to the reply already made (after a reply_* call). */
+void reply_header(struct request *req, const char *name, const char *value);
+
 /* Answers with error e: {"error":{"code","message","field"}}; field may be NULL; fmt NULL uses
  * the table's message. */
 void reply_error(struct request *req, enum err e, const char *field, const char *fmt, ...)

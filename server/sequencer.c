@@ -38,6 +38,7 @@
 #include "server/market.h"
 #include "server/metrics.h"
 #include "server/money.h"
+#include "server/ratelimit.h"
 #include "server/records.h"
 #include "server/server.h"
 #include "server/u64map.h"
@@ -1542,6 +1543,18 @@ struct seq_cmd *seq_cmd_new(enum seq_op op, struct request *req)
 
 void sequencer_submit(struct sequencer *s, struct seq_cmd *cmd)
 {
+    int64_t retry;
+    if (!rate_limit_take(cmd->req->srv->ratelimit, cmd->req->caller.id, now_us() / 1000, &retry)) {
+        reply_error(cmd->req, E_RATE_LIMITED, NULL,
+                    "%s sent more than %lld commands a second; retry in %lld s.",
+                    cmd->req->caller.id, (long long)cmd->req->srv->cfg->rate_limit,
+                    (long long)retry);
+        char after[24];
+        snprintf(after, sizeof after, "%lld", (long long)retry);
+        reply_header(cmd->req, "Retry-After", after);
+        cmd_free(cmd);
+        return;
+    }
     if (s != NULL)
         pthread_mutex_lock(&s->mu);
     if (s == NULL || !s->running || s->stop) {

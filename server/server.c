@@ -17,6 +17,7 @@
 #include "server/db_identities.h"
 #include "server/http.h"
 #include "server/idcache.h"
+#include "server/ratelimit.h"
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/migrate.h"
@@ -29,8 +30,9 @@
 #define CONNECT_ATTEMPTS    20 /* at start, one every half second */
 #define MAINTENANCE_SECONDS 30 /* between prunes of expired request signatures */
 
-#define IDCACHE_SLOTS  4096 /* identities kept for authentication */
-#define IDCACHE_TTL_MS 2000 /* for at most this long */
+#define IDCACHE_SLOTS   4096 /* identities kept for authentication */
+#define IDCACHE_TTL_MS  2000 /* for at most this long */
+#define RATELIMIT_SLOTS 8192 /* identities with a bucket of their own at once */
 static enum db_status prune(struct db_conn *c, void *arg)
 {
     long *rows = arg;
@@ -343,6 +345,7 @@ int server_start(struct server *srv, const struct config *cfg)
     srv->metrics = metrics_create(nroutes, routes_init());
     srv->replay = replay_create(2 * cfg->clock_skew);
     srv->idcache = identity_cache_create(IDCACHE_SLOTS, IDCACHE_TTL_MS);
+    srv->ratelimit = rate_limiter_create(RATELIMIT_SLOTS, cfg->rate_limit, 2 * cfg->rate_limit);
     if (srv->metrics == NULL || srv->replay == NULL || srv->idcache == NULL) {
         log_error("out of memory");
         goto fail;
@@ -383,6 +386,8 @@ void server_stop(struct server *srv)
     srv->seq = NULL;
     replay_free(srv->replay);
     identity_cache_free(srv->idcache);
+    rate_limiter_free(srv->ratelimit);
+    srv->ratelimit = NULL;
     srv->idcache = NULL;
     metrics_free(srv->metrics);
     db_pool_close(srv->db);

@@ -19,6 +19,7 @@ struct server {
     struct metrics *metrics;        /* request counters and histograms */
     struct replay_cache *replay;    /* signatures seen recently */
     struct identity_cache *idcache; /* callers looked up recently (idcache.h) */
+    struct rate_limiter *ratelimit; /* sequenced commands per identity (NULL: no limit) */
     struct ledger_signer signer;    /* the exchange's checkpoint key and the ledger's origin */
     pthread_mutex_t ledger_mu;      /* one ledger-appending transaction at a time in this process */
     struct sequencer *seq;          /* the market's single writer */

@@ -185,6 +185,33 @@ static void test_job_quota(void **state)
     json_decref(again);
 }
 
+/* One identity sending faster than --rate-limit is answered 429 with Retry-After; others are
+ * not slowed down by it. */
+static void test_rate_limit(void **state)
+{
+    (void)state;
+    restart((const char *const[]){ "--rate-limit", "2", "--max-resting", "1000", NULL });
+    int limited = 0;
+    for (int i = 0; i < 8; i++) {
+        char body[256];
+        snprintf(body, sizeof body,
+                 "{\"client_order_id\":\"r-%d\",\"precision\":\"fp16\",\"devices\":1,"
+                 "\"hours\":1,\"regions\":[\"ningxia\"],\"limit_price\":\"0.01\"}",
+                 i);
+        struct client_reply r;
+        assert_true(client_call(&buyer, "POST", "/v1/orders", body, true, NULL, &r));
+        if (r.status == 429) {
+            assert_string_equal(reply_code(r.json), "rate_limited");
+            limited++;
+        } else {
+            assert_int_equal(r.status, 201);
+        }
+        client_reply_free(&r);
+    }
+    assert_true(limited >= 3); /* a burst of 4, then 2 a second */
+    mk_call(&prov, "POST", "/v1/listings", LISTING("1", "99"), 201); /* another identity */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -194,6 +221,7 @@ int main(void)
         cmocka_unit_test(test_unknown_models),
         cmocka_unit_test(test_numbers_at_the_edge),
         cmocka_unit_test(test_job_quota),
+        cmocka_unit_test(test_rate_limit),
     };
     return test_main(tests, sizeof tests / sizeof tests[0], setup, teardown);
 }

@@ -15,6 +15,7 @@
 #include "server/identity.h"
 #include "server/idcache.h"
 #include "server/market.h"
+#include "server/ratelimit.h"
 #include "server/u64map.h"
 #include "server/metrics.h"
 #include "server/replay.h"
@@ -274,6 +275,28 @@ static void u64map_churn(void **state)
     u64map_free(&m);
 }
 
+/* Token buckets: a burst, then the rate; identities apart; off at rate 0. */
+static void rate_limits(void **state)
+{
+    (void)state;
+    assert_null(rate_limiter_create(16, 0, 0));
+    int64_t retry;
+    assert_true(rate_limit_take(NULL, "idn_a", 0, &retry));
+    struct rate_limiter *r = rate_limiter_create(4096, 2, 4);
+    for (int i = 0; i < 4; i++)
+        assert_true(rate_limit_take(r, "idn_aaaaaaaaaaaaaaaa", 1000, &retry));
+    assert_false(rate_limit_take(r, "idn_aaaaaaaaaaaaaaaa", 1000, &retry));
+    assert_true(retry >= 1);
+    assert_true(rate_limit_take(r, "idn_bbbbbbbbbbbbbbbb", 1000, &retry));  /* another identity */
+    assert_false(rate_limit_take(r, "idn_aaaaaaaaaaaaaaaa", 1400, &retry)); /* 0.8 of a token */
+    assert_true(rate_limit_take(r, "idn_aaaaaaaaaaaaaaaa", 1500, &retry));  /* one back */
+    assert_false(rate_limit_take(r, "idn_aaaaaaaaaaaaaaaa", 1500, &retry));
+    for (int i = 0; i < 4; i++) /* a long pause refills only up to the burst */
+        assert_true(rate_limit_take(r, "idn_aaaaaaaaaaaaaaaa", INT64_C(1) << 40, &retry));
+    assert_false(rate_limit_take(r, "idn_aaaaaaaaaaaaaaaa", INT64_C(1) << 40, &retry));
+    rate_limiter_free(r);
+}
+
 /* Market ids have one spelling, within PostgreSQL's bigint. */
 static void market_ids(void **state)
 {
@@ -301,7 +324,7 @@ int main(void)
         cmocka_unit_test(replay_cache),      cmocka_unit_test(metrics_render_counts),
         cmocka_unit_test(config_precedence), cmocka_unit_test(roles),
         cmocka_unit_test(identity_cache),    cmocka_unit_test(u64map_churn),
-        cmocka_unit_test(market_ids),
+        cmocka_unit_test(market_ids),        cmocka_unit_test(rate_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
