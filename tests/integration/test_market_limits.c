@@ -100,10 +100,10 @@ static void test_full_book_then_more_room(void **state)
 {
     (void)state;
     for (int i = 0; i < 3; i++)
-        mk_call(&prov, "POST", "/v1/listings", LISTING("1", "50"), 201);
+        json_decref(mk_call(&prov, "POST", "/v1/listings", LISTING("1", "50"), 201));
     expect(&prov, "POST", "/v1/listings", LISTING("1", "50"), 503, "book_full");
     restart(roomy);
-    mk_call(&prov, "POST", "/v1/listings", LISTING("1", "50"), 201);
+    json_decref(mk_call(&prov, "POST", "/v1/listings", LISTING("1", "50"), 201));
     /* ... and one with less room than is resting starts too, refusing new orders until some go */
     restart(no_fees);
     expect(&prov, "POST", "/v1/listings", LISTING("1", "50"), 503, "book_full");
@@ -209,7 +209,8 @@ static void test_rate_limit(void **state)
         client_reply_free(&r);
     }
     assert_true(limited >= 3); /* a burst of 4, then 2 a second */
-    mk_call(&prov, "POST", "/v1/listings", LISTING("1", "99"), 201); /* another identity */
+    json_decref(
+        mk_call(&prov, "POST", "/v1/listings", LISTING("1", "99"), 201)); /* another identity */
 }
 
 int main(void)
