@@ -692,8 +692,12 @@ static void do_order(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
     struct live_order *placed = u64map_get(&s->b.placed, k);
     if (placed != NULL)
         earlier = &placed->row;
-    else
-        earlier = u64map_get(&s->b.repeats, k);
+    else if ((earlier = u64map_get(&s->b.repeats, k)) != NULL) {
+        /* still resting: answer as it is now, which may be after fills earlier in this batch */
+        const struct live_order *live = u64map_get(&s->orders, earlier->v.id);
+        if (live != NULL)
+            earlier = &live->row;
+    }
     if (earlier != NULL) {
         if (memcmp(earlier->body_sha256, in->body_sha256, 32) != 0)
             fail(out, E_CLIENT_ORDER_ID_REUSED, "client_order_id",
