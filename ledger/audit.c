@@ -204,21 +204,12 @@ void cpx_audit_free(struct cpx_audit *a)
 
 /* ---- key table ----------------------------------------------------------------------------- */
 
-/* FNV-1a of a NUL-terminated id. */
-static uint64_t id_hash(const char *id)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *id != '\0'; id++)
-        h = (h ^ (unsigned char)*id) * 1099511628211ULL;
-    return h;
-}
-
 /* The slot holding id, or NULL. */
 static struct party *party_find(const struct cpx_audit *a, const char *id)
 {
     if (a->cap_parties == 0)
         return NULL;
-    for (size_t i = id_hash(id) & (a->cap_parties - 1);; i = (i + 1) & (a->cap_parties - 1)) {
+    for (size_t i = cpx_fnv1a64(id) & (a->cap_parties - 1);; i = (i + 1) & (a->cap_parties - 1)) {
         struct party *p = &a->parties[i];
         if (p->id[0] == '\0')
             return NULL;
@@ -238,7 +229,7 @@ static bool party_grow(struct cpx_audit *a)
         const struct party *p = &a->parties[i];
         if (p->id[0] == '\0')
             continue;
-        size_t j = id_hash(p->id) & (cap - 1);
+        size_t j = cpx_fnv1a64(p->id) & (cap - 1);
         while (slots[j].id[0] != '\0')
             j = (j + 1) & (cap - 1);
         slots[j] = *p;
@@ -256,7 +247,7 @@ static struct party *party_add(struct cpx_audit *a, const char *id)
         a->nomem = true;
         return NULL;
     }
-    size_t i = id_hash(id) & (a->cap_parties - 1);
+    size_t i = cpx_fnv1a64(id) & (a->cap_parties - 1);
     while (a->parties[i].id[0] != '\0')
         i = (i + 1) & (a->cap_parties - 1);
     struct party *p = &a->parties[i];

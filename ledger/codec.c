@@ -140,6 +140,14 @@ size_t cpx_b32_encode(const uint8_t *data, size_t len, char *out)
     return o;
 }
 
+uint64_t cpx_fnv1a64(const char *s)
+{
+    uint64_t h = UINT64_C(1469598103934665603);
+    for (; *s != '\0'; s++)
+        h = (h ^ (uint8_t)*s) * UINT64_C(1099511628211);
+    return h;
+}
+
 bool cpx_decimal_parse(const char *s, uint64_t *out)
 {
     if (s == NULL || *s == '\0' || (s[0] == '0' && s[1] != '\0'))

@@ -45,4 +45,7 @@ size_t cpx_b32_encode(const uint8_t *data, size_t len, char *out);
  */
 bool cpx_decimal_parse(const char *s, uint64_t *out);
 
+/* FNV-1a (64-bit) of a NUL-terminated string: a fast hash for hash tables, not for security. */
+uint64_t cpx_fnv1a64(const char *s);
+
 #endif

@@ -74,7 +74,7 @@ bool auth_request(struct request *req, const struct route *route)
         return false;
     }
     if (st != DB_OK) {
-        reply_error(req, st == DB_UNAVAILABLE ? E_DATABASE_UNAVAILABLE : E_INTERNAL, NULL, NULL);
+        reply_db_error(req, st);
         return false;
     }
     if (!auth_verify_key(req, req->caller.public_key))

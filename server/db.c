@@ -304,6 +304,18 @@ enum db_status db_copy_in(struct db_conn *c, const char *what, const char *sql, 
     return st;
 }
 
+enum db_status db_query_row(struct db_conn *c, const char *name, int nparams,
+                            const char *const *params, PGresult **res)
+{
+    enum db_status st = db_query(c, name, nparams, params, res);
+    if (st == DB_OK && PQntuples(*res) == 0) {
+        PQclear(*res);
+        *res = NULL;
+        st = DB_NO_ROWS;
+    }
+    return st;
+}
+
 enum db_status db_command(struct db_conn *c, const char *name, int nparams,
                           const char *const *params, long *rows)
 {

@@ -78,6 +78,10 @@ void db_release(struct db_pool *pool, struct db_conn *c);
 enum db_status db_query(struct db_conn *c, const char *name, int nparams, const char *const *params,
                         PGresult **res);
 
+/* db_query for a statement that must find a row: DB_NO_ROWS (and *res NULL) when it finds none. */
+enum db_status db_query_row(struct db_conn *c, const char *name, int nparams,
+                            const char *const *params, PGresult **res);
+
 /* Runs a statement whose rows are not needed; returns its status and, in *rows, rows affected. */
 enum db_status db_command(struct db_conn *c, const char *name, int nparams,
                           const char *const *params, long *rows);

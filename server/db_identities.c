@@ -83,10 +83,7 @@ static void identity_from_row(const PGresult *r, int row, struct identity *out)
     out->roles = roles_from_list(PQgetvalue(r, row, 3));
     db_get_bytea(r, row, 4, out->public_key, sizeof out->public_key);
     db_get_str(r, row, 5, buf, sizeof buf);
-    out->status = IDENTITY_PENDING;
-    for (int i = 0; identity_status_names[i] != NULL; i++)
-        if (strcmp(buf, identity_status_names[i]) == 0)
-            out->status = (enum identity_status)i;
+    out->status = identity_status_of(buf);
     out->created_at = db_get_i64(r, row, 6);
     out->decided_at = db_get_i64(r, row, 7);
     db_get_str(r, row, 8, out->decided_by, sizeof out->decided_by);
@@ -126,14 +123,12 @@ static enum db_status one_identity(struct db_conn *c, const char *stmt, int npar
                                    const char *const *params, struct identity *out)
 {
     PGresult *r;
-    enum db_status st = db_query(c, stmt, nparams, params, &r);
+    enum db_status st = db_query_row(c, stmt, nparams, params, &r);
     if (st != DB_OK)
         return st;
-    st = PQntuples(r) == 1 ? DB_OK : DB_NO_ROWS;
-    if (st == DB_OK)
-        identity_from_row(r, 0, out);
+    identity_from_row(r, 0, out);
     PQclear(r);
-    return st;
+    return DB_OK;
 }
 
 enum db_status db_identity_get(struct db_conn *c, const char *id, struct identity *out)

@@ -368,10 +368,7 @@ enum db_status db_retired_key_get(struct db_conn *c, const uint8_t key[CPX_ED255
     char k[2 * CPX_ED25519_PK_LEN + 3];
     const char *params[] = { db_bytea_param(key, CPX_ED25519_PK_LEN, k) };
     PGresult *r;
-    enum db_status st = db_query(c, "retired_key_get", 1, params, &r);
-    if (st != DB_OK)
-        return st;
-    st = PQntuples(r) == 1 ? DB_OK : DB_NO_ROWS;
+    enum db_status st = db_query_row(c, "retired_key_get", 1, params, &r);
     PQclear(r);
     return st;
 }

@@ -88,8 +88,7 @@ const struct db_statement db_trading_statements[] = {
       "SELECT decode(u.s, 'hex'), to_timestamp(u.e) FROM unnest($1::text[], $2::bigint[]) "
       "AS u(s, e) ON CONFLICT DO NOTHING RETURNING encode(sig_prefix, 'hex')",
       2 },
-    { "seq_callers",
-      "SELECT id, encode(public_key, 'hex'), status FROM identities WHERE id = ANY($1::text[])",
+    { "seq_callers", "SELECT id, public_key, status FROM identities WHERE id = ANY($1::text[])",
       1 },
     { "seq_repeats",
       "SELECT " ORDER_COLUMNS " FROM orders o JOIN unnest($1::text[], $2::text[]) AS u(b, c) "
@@ -215,13 +214,7 @@ static enum db_status get_one(struct db_conn *c, const char *stmt, uint64_t id, 
     char ids[24];
     snprintf(ids, sizeof ids, "%" PRIu64, id);
     const char *p[] = { ids };
-    enum db_status st = db_query(c, stmt, 1, p, res);
-    if (st == DB_OK && PQntuples(*res) == 0) {
-        PQclear(*res);
-        *res = NULL;
-        return DB_NO_ROWS;
-    }
-    return st;
+    return db_query_row(c, stmt, 1, p, res);
 }
 
 enum db_status db_order_get(struct db_conn *c, uint64_t id, struct order_row *out)
@@ -367,10 +360,7 @@ enum db_status db_job_put(struct db_conn *c, const char *buyer, const uint8_t sh
     snprintf(q, sizeof q, "%d", quota);
     const char *p[] = { buyer, db_bytea_param(sha256, 32, hash), description, q };
     PGresult *r;
-    enum db_status st = db_query(c, "job_put", 4, p, &r);
-    if (st != DB_OK)
-        return st;
-    st = PQntuples(r) == 1 ? DB_OK : DB_NO_ROWS;
+    enum db_status st = db_query_row(c, "job_put", 4, p, &r);
     PQclear(r);
     if (st == DB_NO_ROWS && db_job_exists(c, buyer, sha256) == DB_OK)
         st = DB_OK; /* stored before: storing it again is harmless */
@@ -382,10 +372,7 @@ enum db_status db_job_exists(struct db_conn *c, const char *buyer, const uint8_t
     char hash[2 * 32 + 3];
     const char *p[] = { buyer, db_bytea_param(sha256, 32, hash) };
     PGresult *r;
-    enum db_status st = db_query(c, "job_exists", 2, p, &r);
-    if (st != DB_OK)
-        return st;
-    st = PQntuples(r) ? DB_OK : DB_NO_ROWS;
+    enum db_status st = db_query_row(c, "job_exists", 2, p, &r);
     PQclear(r);
     return st;
 }

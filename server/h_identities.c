@@ -179,7 +179,7 @@ void h_identity_show(struct request *req)
     else if (st == DB_NO_ROWS)
         reply_error(req, E_IDENTITY_NOT_FOUND, NULL, "No identity has the id %s.", id);
     else
-        reply_error(req, st == DB_UNAVAILABLE ? E_DATABASE_UNAVAILABLE : E_INTERNAL, NULL, NULL);
+        reply_db_error(req, st);
 }
 
 struct list_ctx {
@@ -228,7 +228,7 @@ void h_identity_list(struct request *req)
     enum db_status st = l.items ? db_run(req->srv->db, list_fn, &l) : DB_HARD;
     if (st != DB_OK) {
         json_decref(l.items);
-        reply_error(req, st == DB_UNAVAILABLE ? E_DATABASE_UNAVAILABLE : E_INTERNAL, NULL, NULL);
+        reply_db_error(req, st);
         return;
     }
     json_t *next = l.count == l.limit ? json_string(l.last) : json_null();

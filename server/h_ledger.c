@@ -34,12 +34,6 @@
 #define EXPORT_PAGE_BYTES  (4 * 1024 * 1024) /* ... and record bytes, at most (one more record) */
 #define EXPORT_FORMAT      "cpx-ledger-export"
 
-/* Answers a failed read: 503 when the database is away, 500 otherwise. */
-static void reply_db_error(struct request *req, enum db_status st)
-{
-    reply_error(req, st == DB_UNAVAILABLE ? E_DATABASE_UNAVAILABLE : E_INTERNAL, NULL, NULL);
-}
-
 static json_t *b64_json(const uint8_t *data, size_t n)
 {
     char text[CPX_B64_LEN(CPX_HASH_LEN) + 1];

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ledger/canon.h"
 #include "ledger/codec.h"
 #include "server/db_identities.h"
 #include "server/db_trading.h"
@@ -26,7 +27,6 @@
 #include "server/txn.h"
 #include "server/util.h"
 
-#define LEDGER_INT_MAX  ((INT64_C(1) << 53) - 1) /* largest integer a ledger record holds */
 #define DEPOSIT_MAX     (INT64_C(1000000000) * MONEY_MICRO) /* 10^9 CNY per deposit */
 #define JOB_MAX         65536
 #define JOB_QUOTA       1000 /* job descriptions one buyer may keep */
@@ -37,11 +37,6 @@ static const char *const device_types[] = { "gpu", "npu", "dcu", "fpga", "asic",
 static const char *const tifs[] = { "gtc", "gtd", "ioc", "fok", NULL };
 
 /* ---- small helpers ------------------------------------------------------------------------- */
-
-static void reply_db_error(struct request *req, enum db_status st)
-{
-    reply_error(req, st == DB_UNAVAILABLE ? E_DATABASE_UNAVAILABLE : E_INTERNAL, NULL, NULL);
-}
 
 /* Is s 1..max characters, each a letter/digit of the classes allowed or one of `extra`? */
 static bool word_ok(const char *s, size_t max, bool upper, const char *extra)
@@ -79,11 +74,6 @@ static bool whole_seconds(struct request *req, const char *field, int64_t us, in
     }
     *out = us / 1000000;
     return true;
-}
-
-static void set_time_or_null(json_t *o, const char *key, int64_t t)
-{
-    json_set_time(o, key, t);
 }
 
 /* Copies req->json without the members named (for parts parsed by hand). */
@@ -158,7 +148,7 @@ struct price_req {
 
 static const struct spec price_spec[] = {
     SPEC_INT("tflops", struct price_req, tflops, true, 1, 65536),
-    SPEC_MONEY("price", struct price_req, price, true, 1, LEDGER_INT_MAX),
+    SPEC_MONEY("price", struct price_req, price, true, 1, CPX_CANON_INT_MAX),
     SPEC_END,
 };
 
@@ -311,14 +301,14 @@ void h_listing_create(struct request *req)
     json_object_set_new(terms, "interconnect",
                         r.interconnect ? json_string(r.interconnect) : json_null());
     json_object_set_new(terms, "region", json_string(market_region_ids[r.region]));
-    set_time_or_null(terms, "available_from", a->available_from);
-    set_time_or_null(terms, "available_until", a->available_until);
+    json_set_time(terms, "available_from", a->available_from);
+    json_set_time(terms, "available_until", a->available_until);
     json_object_set_new(terms, "min_hours", json_integer(r.min_hours));
     json_object_set_new(terms, "max_hours", r.max_hours ? json_integer(r.max_hours) : json_null());
     json_object_set_new(terms, "green_permille", json_integer(r.green));
     json_object_set_new(terms, "endpoint", json_string(r.endpoint));
     json_object_set_new(terms, "time_in_force", json_string(tifs[tif]));
-    set_time_or_null(terms, "expires_at", a->expiry);
+    json_set_time(terms, "expires_at", a->expiry);
     if ((cmd->listing.terms_text = json_dumps(terms, JSON_COMPACT | JSON_SORT_KEYS)) == NULL) {
         reply_error(req, E_INTERNAL, NULL, NULL);
         goto drop;
@@ -358,7 +348,7 @@ static const struct spec order_spec[] = {
     SPEC_INT("tflops", struct order_req, tflops, false, 1, MX_MAX_CAPACITY),
     SPEC_INT("hours", struct order_req, hours, true, 1, MX_MAX_HOURS),
     SPEC_SET("regions", struct order_req, regions, true, market_region_ids),
-    SPEC_MONEY("limit_price", struct order_req, limit, true, 1, LEDGER_INT_MAX),
+    SPEC_MONEY("limit_price", struct order_req, limit, true, 1, CPX_CANON_INT_MAX),
     SPEC_ENUM("time_in_force", struct order_req, tif, false, tifs),
     SPEC_TIME("expires_at", struct order_req, expires_us, false),
     SPEC_TIME("start_earliest", struct order_req, start_earliest_us, false),
@@ -470,11 +460,11 @@ void h_order_create(struct request *req)
     if (product > INT64_MAX ||
         !trading_hold(r.limit, r.devices != 0, r.devices ? r.devices : r.tflops, per, r.hours,
                       maker > taker ? maker : taker, &hold) ||
-        hold > LEDGER_INT_MAX) {
+        hold > CPX_CANON_INT_MAX) {
         reply_error(req, E_OUT_OF_RANGE, "limit_price",
                     "limit_price x capacity x hours is too large for the exchange's 64-bit "
-                    "money (the largest hold is %" PRId64 " micro-CNY).",
-                    LEDGER_INT_MAX);
+                    "money (the largest hold is %lld micro-CNY).",
+                    CPX_CANON_INT_MAX);
         return;
     }
     struct seq_cmd *cmd = seq_cmd_new(SEQ_ORDER, req);
@@ -548,9 +538,9 @@ void h_order_create(struct request *req)
     json_object_set_new(terms, "regions", regions);
     money_json_set(terms, "limit_price", r.limit);
     json_object_set_new(terms, "time_in_force", json_string(tifs[tif]));
-    set_time_or_null(terms, "expires_at", b->expiry);
-    set_time_or_null(terms, "start_earliest", b->start_earliest);
-    set_time_or_null(terms, "start_latest", b->start_latest);
+    json_set_time(terms, "expires_at", b->expiry);
+    json_set_time(terms, "start_earliest", b->start_earliest);
+    json_set_time(terms, "start_latest", b->start_latest);
     json_object_set_new(terms, "job_sha256",
                         r.job_sha256 ? json_string(r.job_sha256) : json_null());
     json_object_set_new(tc, "min_memory_gb", json_integer(r.min_memory_gb));

@@ -102,6 +102,11 @@ void reply_json(struct request *req, int status, json_t *body)
     free(text);
 }
 
+void reply_db_error(struct request *req, enum db_status st)
+{
+    reply_error(req, st == DB_UNAVAILABLE ? E_DATABASE_UNAVAILABLE : E_INTERNAL, NULL, NULL);
+}
+
 void reply_header(struct request *req, const char *name, const char *value)
 {
     if (req->response != NULL)

@@ -18,6 +18,7 @@
 #include <sys/types.h>
 
 #include "ledger/reqsig.h"
+#include "server/db.h"
 #include "server/errors.h"
 #include "server/identity.h"
 #include "server/routes.h"
@@ -91,6 +92,9 @@ void reply_header(struct request *req, const char *name, const char *value);
  * the table's message. */
 void reply_error(struct request *req, enum err e, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* Answers a failed database call: 503 when the database is away, 500 otherwise. */
+void reply_db_error(struct request *req, enum db_status st);
 
 /* The value of query parameter key (decoded), or NULL. */
 const char *request_query(struct request *req, const char *key);

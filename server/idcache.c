@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ledger/codec.h"
+
 #include "server/util.h"
 
 struct slot {
@@ -26,10 +28,7 @@ struct identity_cache {
 
 static size_t slot_of(const struct identity_cache *c, const char *id)
 {
-    uint64_t h = UINT64_C(1469598103934665603); /* FNV-1a */
-    for (; *id; id++)
-        h = (h ^ (uint8_t)*id) * UINT64_C(1099511628211);
-    return (size_t)(h % c->n);
+    return (size_t)(cpx_fnv1a64(id) % c->n);
 }
 
 static int64_t mono_ms(void)

@@ -12,6 +12,14 @@
 const char *const role_names[] = { "buyer", "provider", "regulator", "operator", NULL };
 const char *const identity_status_names[] = { "pending", "approved", "rejected", NULL };
 
+enum identity_status identity_status_of(const char *s)
+{
+    for (int i = 0; identity_status_names[i] != NULL; i++)
+        if (strcmp(s, identity_status_names[i]) == 0)
+            return (enum identity_status)i;
+    return IDENTITY_PENDING;
+}
+
 void roles_to_pg_array(unsigned roles, char out[64])
 {
     size_t n = 0;

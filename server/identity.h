@@ -26,6 +26,9 @@ extern const char *const role_names[];
 enum identity_status { IDENTITY_PENDING, IDENTITY_APPROVED, IDENTITY_REJECTED };
 extern const char *const identity_status_names[];
 
+/* The status named s; IDENTITY_PENDING for an unknown word. */
+enum identity_status identity_status_of(const char *s);
+
 #define IDENTITY_NAME_MAX   200 /* characters */
 #define IDENTITY_REG_NO_MAX 64  /* characters (ASCII) */
 #define IDENTITY_REASON_MAX 500

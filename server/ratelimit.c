@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ledger/codec.h"
+
 #include "ledger/reqsig.h"
 
 struct bucket {
@@ -50,10 +52,7 @@ void rate_limiter_free(struct rate_limiter *r)
 
 static size_t slot_of(const struct rate_limiter *r, const char *id)
 {
-    uint64_t h = UINT64_C(1469598103934665603); /* FNV-1a */
-    for (; *id; id++)
-        h = (h ^ (uint8_t)*id) * UINT64_C(1099511628211);
-    return (size_t)(h % r->n);
+    return (size_t)(cpx_fnv1a64(id) % r->n);
 }
 
 bool rate_limit_take(struct rate_limiter *r, const char *id, int64_t now_ms, int64_t *retry_s)

@@ -41,6 +41,7 @@
 #include "server/ratelimit.h"
 #include "server/records.h"
 #include "server/server.h"
+#include "server/txn.h"
 #include "server/u64map.h"
 #include "server/util.h"
 
@@ -74,20 +75,10 @@ struct name {
     char text[MARKET_NAME_MAX];
 };
 
-/* Per-command outcome, answered after COMMIT. */
-struct outcome {
-    bool failed;
-    enum err error;
-    char field[64];
-    char message[300];
-    int status;
-    json_t *body;
-};
-
 /* What the batch in progress will write. */
 struct batch {
     struct seq_cmd **cmds;
-    struct outcome *out;
+    struct tx_reply *out;
     size_t n, cap;
     struct ledger_batch ledger;
     struct strbuf journal, agreements, entries, new_orders, new_listings;
@@ -113,7 +104,7 @@ struct sequencer {
     struct u64map orders, listings, accounts;
     struct name *names;
     size_t nnames, names_cap;
-    struct u64map name_index; /* name_hash(text) -> index + 1 into names */
+    struct u64map name_index; /* text_key(text) -> index + 1 into names */
     uint64_t next_id, next_agreement, next_entry, batch_id, journal_len;
     int64_t now;
     int64_t maker_bps, taker_bps;
@@ -153,14 +144,22 @@ static void sink(void *ctx, const mx_event *ev)
     s->events[s->nevents++] = *ev;
 }
 
+/* Eight bytes (of a hash or a signature) as a u64map key, never 0. */
+static uint64_t bytes_key(const uint8_t *b)
+{
+    uint64_t k = 0;
+    for (int i = 0; i < 8; i++)
+        k = k << 8 | b[i];
+    return k ? k : 1;
+}
+
+/* The key of (buyer, client order id) in the batch's maps. SHA-256, not a table hash: the maps
+ * keep no copy of the pair to compare, so two pairs must never share a key. */
 static uint64_t key_of(const char *buyer, const char *coid)
 {
     uint8_t h[32];
     cpx_sha256_2(buyer, strlen(buyer) + 1, coid, strlen(coid), h);
-    uint64_t k = 0;
-    for (int i = 0; i < 8; i++)
-        k = k << 8 | h[i];
-    return k ? k : 1;
+    return bytes_key(h);
 }
 
 static bool grow(void **arr, size_t *cap, size_t n, size_t size)
@@ -174,29 +173,6 @@ static bool grow(void **arr, size_t *cap, size_t n, size_t size)
     *arr = bigger;
     *cap = c;
     return true;
-}
-
-static void fail(struct outcome *o, enum err e, const char *field, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void fail(struct outcome *o, enum err e, const char *field, const char *fmt, ...)
-{
-    o->failed = true;
-    o->error = e;
-    snprintf(o->field, sizeof o->field, "%s", field ? field : "");
-    o->message[0] = '\0';
-    if (fmt != NULL) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(o->message, sizeof o->message, fmt, ap);
-        va_end(ap);
-    }
-}
-
-static void succeed(struct outcome *o, int status, json_t *body)
-{
-    json_decref(o->body);
-    o->status = status;
-    o->body = body;
 }
 
 /* ---- COPY text rows ------------------------------------------------------------------------ */
@@ -293,18 +269,18 @@ static void move(struct sequencer *s, struct account *from, enum account_kind fk
 
 /* ---- names --------------------------------------------------------------------------------- */
 
-static uint64_t name_hash(const char *text)
+/* A u64map key for a text (names, identity ids): its hash, never 0. Equal keys are checked with
+ * strcmp by the callers, since two texts may share one. */
+static uint64_t text_key(const char *text)
 {
-    uint64_t h = UINT64_C(1469598103934665603); /* FNV-1a */
-    for (; *text; text++)
-        h = (h ^ (uint8_t)*text) * UINT64_C(1099511628211);
-    return h ? h : 1;
+    uint64_t h = cpx_fnv1a64(text);
+    return h ? h : 1; /* a map key is never 0 */
 }
 
 /* The engine id of a vendor or vendor/model name the market has seen, or 0. */
 static uint32_t name_find(const struct sequencer *s, const char *text)
 {
-    uintptr_t i = (uintptr_t)u64map_get(&s->name_index, name_hash(text));
+    uintptr_t i = (uintptr_t)u64map_get(&s->name_index, text_key(text));
     if (i == 0)
         return 0;
     if (strcmp(s->names[i - 1].text, text) == 0)
@@ -323,7 +299,7 @@ static bool name_add(struct sequencer *s, const char *text)
     struct name *n = &s->names[s->nnames++];
     n->id = (uint32_t)s->nnames;
     snprintf(n->text, sizeof n->text, "%s", text);
-    uint64_t h = name_hash(text);
+    uint64_t h = text_key(text);
     return u64map_get(&s->name_index, h) != NULL ||
            u64map_put(&s->name_index, h, (void *)(uintptr_t)s->nnames);
 }
@@ -428,15 +404,15 @@ static const mx_event *rejection(const struct sequencer *s)
     return NULL;
 }
 
-static void refuse_engine(struct outcome *out, const mx_event *ev, const char *what)
+static void refuse_engine(struct tx_reply *out, const mx_event *ev, const char *what)
 {
     if (ev->reason == MX_R_FULL)
-        fail(out, E_BOOK_FULL, NULL, NULL);
+        tx_fail(out, E_BOOK_FULL, NULL, NULL);
     else if (ev->reason == MX_R_NO_MEMORY)
-        fail(out, E_BUSY, NULL, "The exchange is short of memory; retry shortly.");
+        tx_fail(out, E_BUSY, NULL, "The exchange is short of memory; retry shortly.");
     else
-        fail(out, E_ORDER_REJECTED, NULL, "The matching engine refused the %s: %s.", what,
-             mx_reason_name((mx_reason)ev->reason));
+        tx_fail(out, E_ORDER_REJECTED, NULL, "The matching engine refused the %s: %s.", what,
+                mx_reason_name((mx_reason)ev->reason));
 }
 
 /* ---- records ------------------------------------------------------------------------------- */
@@ -667,22 +643,22 @@ static void apply_events(struct ctx *x)
 
 /* ---- commands ------------------------------------------------------------------------------ */
 
-static void answer_order(struct outcome *out, int status, const struct order_view *v)
+static void answer_order(struct tx_reply *out, int status, const struct order_view *v)
 {
-    succeed(out, status, order_json(v));
+    tx_ok(out, status, order_json(v));
 }
 
 /* --max-resting: a new order or listing is refused while the books hold that many. */
-static bool book_full(const struct sequencer *s, struct outcome *out)
+static bool book_full(const struct sequencer *s, struct tx_reply *out)
 {
     if (mx_resting(s->engine) < (size_t)s->srv->cfg->max_resting)
         return false;
-    fail(out, E_BOOK_FULL, NULL, "The books hold %zu orders and listings, the most they may.",
-         mx_resting(s->engine));
+    tx_fail(out, E_BOOK_FULL, NULL, "The books hold %zu orders and listings, the most they may.",
+            mx_resting(s->engine));
     return true;
 }
 
-static void do_order(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
+static void do_order(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
 {
     struct sequencer *s = x->s;
     struct seq_order *in = &cmd->order;
@@ -700,9 +676,9 @@ static void do_order(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
     }
     if (earlier != NULL) {
         if (memcmp(earlier->body_sha256, in->body_sha256, 32) != 0)
-            fail(out, E_CLIENT_ORDER_ID_REUSED, "client_order_id",
-                 "client_order_id %s was used for a different order; choose a new one.",
-                 in->client_order_id);
+            tx_fail(out, E_CLIENT_ORDER_ID_REUSED, "client_order_id",
+                    "client_order_id %s was used for a different order; choose a new one.",
+                    in->client_order_id);
         else
             answer_order(out, 200, &earlier->v);
         return;
@@ -712,10 +688,11 @@ static void do_order(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
         char need[MONEY_STR_MAX], have[MONEY_STR_MAX];
         money_format(in->hold, need);
         money_format(a->bal[ACC_AVAILABLE], have);
-        fail(out, E_INSUFFICIENT_FUNDS, NULL,
-             "The order must hold %s CNY (limit price x the largest capacity it may fill x hours, "
-             "plus the largest commission); %s CNY is available.",
-             need, have);
+        tx_fail(
+            out, E_INSUFFICIENT_FUNDS, NULL,
+            "The order must hold %s CNY (limit price x the largest capacity it may fill x hours, "
+            "plus the largest commission); %s CNY is available.",
+            need, have);
         return;
     }
     mx_command c = { .kind = MX_CMD_BID, .bid = in->bid };
@@ -728,10 +705,10 @@ static void do_order(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
         c.bid.allow[i].vendor = name_find(s, vendor);
         c.bid.allow[i].model = slash ? name_find(s, in->models[i]) : 0;
         if (c.bid.allow[i].vendor == 0 || (slash != NULL && c.bid.allow[i].model == 0)) {
-            fail(out, E_ORDER_REJECTED, "constraints.models",
-                 "No listing has offered %s: an allow-list names vendors and models the market "
-                 "has seen listed.",
-                 in->models[i]);
+            tx_fail(out, E_ORDER_REJECTED, "constraints.models",
+                    "No listing has offered %s: an allow-list names vendors and models the market "
+                    "has seen listed.",
+                    in->models[i]);
             return;
         }
     }
@@ -774,7 +751,7 @@ static void do_order(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
     answer_order(out, 201, v);
 }
 
-static void do_listing(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
+static void do_listing(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
 {
     struct sequencer *s = x->s;
     struct seq_listing *in = &cmd->listing;
@@ -811,10 +788,10 @@ static void do_listing(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
     l->is_new = true;
     dirty_listing(s, l);
     apply_events(x);
-    succeed(out, 201, listing_json(v));
+    tx_ok(out, 201, listing_json(v));
 }
 
-static void do_cancel(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
+static void do_cancel(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
 {
     struct sequencer *s = x->s;
     const char *caller = cmd->req->caller.id;
@@ -823,12 +800,12 @@ static void do_cancel(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
     struct live_listing *l = cmd->cancel.listing ? u64map_get(&s->listings, id) : NULL;
     const char *owner = o ? o->row.v.buyer : l ? l->row.v.provider : NULL;
     if (owner == NULL) {
-        fail(out, E_NOT_OPEN, NULL, "%s has already left the book.",
-             cmd->cancel.listing ? "The listing" : "The order");
+        tx_fail(out, E_NOT_OPEN, NULL, "%s has already left the book.",
+                cmd->cancel.listing ? "The listing" : "The order");
         return;
     }
     if (strcmp(owner, caller) != 0) {
-        fail(out, cmd->cancel.listing ? E_LISTING_NOT_FOUND : E_ORDER_NOT_FOUND, NULL, NULL);
+        tx_fail(out, cmd->cancel.listing ? E_LISTING_NOT_FOUND : E_ORDER_NOT_FOUND, NULL, NULL);
         return;
     }
     mx_command c = { .kind = MX_CMD_CANCEL, .id = id };
@@ -842,13 +819,13 @@ static void do_cancel(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
     if (o != NULL)
         answer_order(out, 200, &o->row.v);
     else
-        succeed(out, 200, listing_json(&l->row.v));
+        tx_ok(out, 200, listing_json(&l->row.v));
 }
 
 /* A listing or deposit repeated under the same Idempotency-Key answers as the first time and
  * changes nothing (a retry after a lost answer must not list or credit twice). True when it
  * answered. */
-static bool idem_repeat(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
+static bool idem_repeat(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
 {
     if (cmd->idem_key == NULL)
         return false;
@@ -862,15 +839,15 @@ static bool idem_repeat(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
     if (st != DB_OK)
         fatal("reading an idempotency key", st);
     if (memcmp(hash, cmd->idem_hash, 32) != 0)
-        fail(out, E_IDEMPOTENCY_KEY_REUSED, NULL, NULL);
+        tx_fail(out, E_IDEMPOTENCY_KEY_REUSED, NULL, NULL);
     else
-        succeed(out, status, json_loads(text, 0, NULL));
+        tx_ok(out, status, json_loads(text, 0, NULL));
     free(text);
     return true;
 }
 
 /* Keeps a successful answer under the command's Idempotency-Key, in the batch's transaction. */
-static void idem_store(struct ctx *x, struct seq_cmd *cmd, const struct outcome *out)
+static void idem_store(struct ctx *x, struct seq_cmd *cmd, const struct tx_reply *out)
 {
     if (cmd->idem_key == NULL || out->failed || out->body == NULL)
         return;
@@ -883,17 +860,17 @@ static void idem_store(struct ctx *x, struct seq_cmd *cmd, const struct outcome 
         fatal("storing an idempotency key", st);
 }
 
-static void do_deposit(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
+static void do_deposit(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
 {
     struct sequencer *s = x->s;
     struct account *to = account_of(s, cmd->deposit.account);
     if (to->bal[ACC_AVAILABLE] > INT64_MAX - cmd->deposit.amount) {
-        fail(out, E_INVALID_FIELD, "amount", "The deposit would overflow the account.");
+        tx_fail(out, E_INVALID_FIELD, "amount", "The deposit would overflow the account.");
         return;
     }
     struct account *ext = account_of(s, EXCHANGE_ACCOUNT);
     if (ext->bal[ACC_EXTERNAL] < INT64_MIN + cmd->deposit.amount) {
-        fail(out, E_INVALID_FIELD, "amount", "The exchange's deposits would overflow.");
+        tx_fail(out, E_INVALID_FIELD, "amount", "The exchange's deposits would overflow.");
         return;
     }
     json_t *p = json_object();
@@ -906,7 +883,7 @@ static void do_deposit(struct ctx *x, struct seq_cmd *cmd, struct outcome *out)
     json_t *body = json_object();
     json_object_set_new(body, "account", account_json(to->owner, to->bal));
     json_object_set_new(body, "ledger_seq", json_integer((json_int_t)seq));
-    succeed(out, 201, body);
+    tx_ok(out, 201, body);
 }
 
 /* ---- the batch: checks before the books move ----------------------------------------------- */
@@ -939,15 +916,6 @@ static void array_close(struct strbuf *b)
     strbuf_add(b, "}", 1);
 }
 
-/* A signature's first eight bytes as a map key (never 0). */
-static uint64_t sig_key(const uint8_t *sig)
-{
-    uint64_t k = 0;
-    for (int i = 0; i < 8; i++)
-        k = k << 8 | sig[i];
-    return k ? k : 1;
-}
-
 /* Records the batch's request signatures; a command whose signature is already on record is a
  * replay (its first use was in an earlier run: the in-memory guard refuses the rest). */
 static enum db_status check_signatures(struct sequencer *s, struct db_conn *c)
@@ -977,13 +945,13 @@ static enum db_status check_signatures(struct sequencer *s, struct db_conn *c)
         struct u64map by_sig = { 0 };
         bool *fresh = calloc(s->b.n ? s->b.n : 1, sizeof *fresh);
         for (size_t i = 0; fresh && i < s->b.n; i++)
-            if (!u64map_put(&by_sig, sig_key(s->b.cmds[i]->req->auth.sig), (void *)(i + 1)))
+            if (!u64map_put(&by_sig, bytes_key(s->b.cmds[i]->req->auth.sig), (void *)(i + 1)))
                 st = DB_HARD;
         for (int row = 0; fresh && row < PQntuples(r); row++) {
             uint8_t got[16];
             if (!cpx_hex_decode(PQgetvalue(r, row, 0), 32, got, sizeof got))
                 continue;
-            uintptr_t i = (uintptr_t)u64map_get(&by_sig, sig_key(got));
+            uintptr_t i = (uintptr_t)u64map_get(&by_sig, bytes_key(got));
             if (i != 0 && memcmp(s->b.cmds[i - 1]->req->auth.sig, got, sizeof got) == 0)
                 fresh[i - 1] = true;
         }
@@ -991,7 +959,7 @@ static enum db_status check_signatures(struct sequencer *s, struct db_conn *c)
             st = DB_HARD;
         for (size_t i = 0; st == DB_OK && i < s->b.n; i++)
             if (!fresh[i])
-                fail(&s->b.out[i], E_REPLAYED_REQUEST, NULL, NULL);
+                tx_fail(&s->b.out[i], E_REPLAYED_REQUEST, NULL, NULL);
         free(fresh);
         u64map_free(&by_sig);
         PQclear(r);
@@ -1021,29 +989,30 @@ static enum db_status check_callers(struct sequencer *s, struct db_conn *c)
     strbuf_free(&ids);
     if (st != DB_OK)
         return st;
-    for (size_t i = 0; i < s->b.n; i++) {
+    struct u64map rows = { 0 }; /* the callers' rows by id, so a batch is not O(commands x rows) */
+    for (int row = 0; row < PQntuples(r); row++)
+        if (!u64map_put(&rows, text_key(PQgetvalue(r, row, 0)), (void *)(uintptr_t)(row + 1)))
+            st = DB_HARD;
+    for (size_t i = 0; st == DB_OK && i < s->b.n; i++) {
         const struct identity *caller = &s->b.cmds[i]->req->caller;
-        char key[2 * CPX_ED25519_PK_LEN + 1];
-        cpx_hex_encode(caller->public_key, sizeof caller->public_key, key);
-        int row = 0;
-        while (row < PQntuples(r) && strcmp(PQgetvalue(r, row, 0), caller->id) != 0)
-            row++;
-        struct outcome *out = &s->b.out[i];
-        if (out->failed)
-            continue;
-        if (row == PQntuples(r))
-            fail(out, E_UNKNOWN_IDENTITY, NULL, NULL);
-        else if (strcmp(PQgetvalue(r, row, 1), key) != 0)
-            fail(out, E_BAD_SIGNATURE, NULL,
-                 "The key of %s was rotated while this request was in flight; sign it with the "
-                 "new key.",
-                 caller->id);
-        else if (strcmp(PQgetvalue(r, row, 2), "approved") != 0)
-            fail(out, E_NOT_APPROVED, NULL, "Identity %s is %s, not approved.", caller->id,
-                 PQgetvalue(r, row, 2));
+        int row = (int)(uintptr_t)u64map_get(&rows, text_key(caller->id)) - 1;
+        if (row >= 0 && strcmp(PQgetvalue(r, row, 0), caller->id) != 0) /* two ids, one hash */
+            for (row = 0; row < PQntuples(r) && strcmp(PQgetvalue(r, row, 0), caller->id); row++)
+                ;
+        struct identity now = { 0 };
+        bool found = row >= 0 && row < PQntuples(r);
+        if (found) {
+            snprintf(now.id, sizeof now.id, "%s", caller->id);
+            if (!db_get_bytea(r, row, 1, now.public_key, sizeof now.public_key))
+                st = DB_HARD;
+            now.status = identity_status_of(PQgetvalue(r, row, 2));
+        }
+        if (!s->b.out[i].failed)
+            tx_caller_still(caller, found ? &now : NULL, &s->b.out[i]);
     }
+    u64map_free(&rows);
     PQclear(r);
-    return DB_OK;
+    return st;
 }
 
 static void free_repeat(void *ctx, uint64_t key, void *value)
@@ -1361,7 +1330,7 @@ static void answer_all(struct sequencer *s)
 {
     for (size_t i = 0; i < s->b.n; i++) {
         struct seq_cmd *cmd = s->b.cmds[i];
-        struct outcome *out = &s->b.out[i];
+        struct tx_reply *out = &s->b.out[i];
         if (out->failed)
             reply_error(cmd->req, out->error, out->field, out->message[0] ? "%s" : NULL,
                         out->message);
@@ -1381,7 +1350,7 @@ static void fail_all(struct sequencer *s, enum err e)
     for (size_t i = 0; i < s->b.n; i++) {
         json_decref(s->b.out[i].body);
         memset(&s->b.out[i], 0, sizeof s->b.out[i]);
-        fail(&s->b.out[i], e, NULL, NULL);
+        tx_fail(&s->b.out[i], e, NULL, NULL);
     }
     answer_all(s);
 }
@@ -1461,7 +1430,8 @@ static void run_batch(struct sequencer *s)
     }
     /* 3. Write and commit; the books have moved, so a failure stops cpxd. */
     uint64_t t2 = mono_ns(), t3 = t2;
-    if (b->wrote || b->n > 0) {
+    bool changed = b->wrote;
+    if (changed || b->n > 0) {
         st = write_batch(s, c);
         if (st != DB_OK)
             fatal("writing the batch", st);
@@ -1482,8 +1452,10 @@ static void run_batch(struct sequencer *s)
                   "commit %.2f ms",
                   b->n, (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6, (double)(t3 - t2) / 1e6,
                   (double)(t4 - t3) / 1e6);
-    /* 4. Publish and answer. */
-    market_snapshot_publish(&srv->snapshot, s->engine, s->batch_id);
+    /* 4. Publish (when anything changed: an idle second's tick usually changes nothing) and
+     * answer. */
+    if (changed)
+        market_snapshot_publish(&srv->snapshot, s->engine, s->batch_id);
     batch_reset(s);
     answer_all(s);
 }
@@ -1508,7 +1480,7 @@ static void *thread_main(void *arg)
             if (s->b.n == s->b.cap) {
                 size_t cap = s->b.cap ? s->b.cap * 2 : 256;
                 struct seq_cmd **cmds = realloc(s->b.cmds, cap * sizeof *cmds);
-                struct outcome *out = realloc(s->b.out, cap * sizeof *out);
+                struct tx_reply *out = realloc(s->b.out, cap * sizeof *out);
                 if (cmds != NULL)
                     s->b.cmds = cmds;
                 if (out != NULL)

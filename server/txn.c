@@ -84,20 +84,29 @@ static enum db_status recheck_caller(struct db_conn *c, struct request *req, str
         return DB_OK;
     struct identity now;
     enum db_status st = db_identity_lock(c, req->caller.id, &now);
-    if (st == DB_NO_ROWS)
-        return tx_fail(out, E_UNKNOWN_IDENTITY, NULL, "No identity has the id %s.", req->caller.id);
-    if (st != DB_OK)
+    if (st != DB_OK && st != DB_NO_ROWS)
         return st;
-    if (memcmp(now.public_key, req->caller.public_key, sizeof now.public_key) != 0)
-        return tx_fail(out, E_BAD_SIGNATURE, NULL,
-                       "The key of %s was rotated while this request was in flight; sign it "
-                       "with the new key.",
-                       req->caller.id);
-    if (req->caller.status == IDENTITY_APPROVED && now.status != IDENTITY_APPROVED)
-        return tx_fail(out, E_NOT_APPROVED, NULL, "Identity %s is %s, not approved.",
-                       req->caller.id, identity_status_names[now.status]);
-    req->caller = now;
+    if (tx_caller_still(&req->caller, st == DB_OK ? &now : NULL, out))
+        req->caller = now;
     return DB_OK;
+}
+
+bool tx_caller_still(const struct identity *caller, const struct identity *now,
+                     struct tx_reply *out)
+{
+    if (now == NULL)
+        tx_fail(out, E_UNKNOWN_IDENTITY, NULL, "No identity has the id %s.", caller->id);
+    else if (memcmp(now->public_key, caller->public_key, sizeof now->public_key) != 0)
+        tx_fail(out, E_BAD_SIGNATURE, NULL,
+                "The key of %s was rotated while this request was in flight; sign it with the "
+                "new key.",
+                caller->id);
+    else if (caller->status == IDENTITY_APPROVED && now->status != IDENTITY_APPROVED)
+        tx_fail(out, E_NOT_APPROVED, NULL, "Identity %s is %s, not approved.", caller->id,
+                identity_status_names[now->status]);
+    else
+        return true;
+    return false;
 }
 
 static enum db_status run_tx(struct db_conn *c, void *arg)

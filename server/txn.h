@@ -18,6 +18,7 @@
 
 #include "server/db.h"
 #include "server/errors.h"
+#include "server/identity.h"
 #include "server/ledger_writer.h"
 
 struct request;
@@ -44,6 +45,14 @@ enum db_status tx_ok(struct tx_reply *out, int status, json_t *body);
 /* Decides an error answer; the transaction rolls back. Returns DB_OK, for `return tx_fail(...)`. */
 enum db_status tx_fail(struct tx_reply *out, enum err e, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/*
+ * Compares the caller as authentication saw it with its row read again inside the transaction
+ * (now, NULL when it is gone): decides a failure and returns false when the key that signed the
+ * request is no longer the identity's, or an approved caller is approved no more.
+ */
+bool tx_caller_still(const struct identity *caller, const struct identity *now,
+                     struct tx_reply *out);
 
 /*
  * Reads req's Idempotency-Key header: *key NULL when absent, else the key and in hash the digest
