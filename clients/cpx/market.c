@@ -480,16 +480,23 @@ int cmd_list_capacity(struct ctx *c, const struct cli_flag *flags, const struct 
     return rc;
 }
 
-int cmd_delist(struct ctx *c, const struct cli_flag *flags, const struct cli_args *a)
+/* DELETE collection/ID for `cpx delist` and `cpx cancel`, printing what is left. */
+static int delete_one(struct ctx *c, const struct cli_args *a, const char *usage,
+                      const char *collection, void (*print)(const json_t *))
 {
-    (void)flags;
     if (a->nargs != 1 || !word_ok(a->args[0])) {
-        fprintf(stderr, "usage: cpx delist LISTING_ID\n");
+        fprintf(stderr, "usage: %s\n", usage);
         return 2;
     }
     char target[128];
-    snprintf(target, sizeof target, "/v1/listings/%s", a->args[0]);
-    return show(c, "DELETE", target, NULL, true, NULL, print_listing);
+    snprintf(target, sizeof target, "%s/%s", collection, a->args[0]);
+    return show(c, "DELETE", target, NULL, true, NULL, print);
+}
+
+int cmd_delist(struct ctx *c, const struct cli_flag *flags, const struct cli_args *a)
+{
+    (void)flags;
+    return delete_one(c, a, "cpx delist LISTING_ID", "/v1/listings", print_listing);
 }
 
 const struct cli_flag mine_flags[] = {
@@ -725,13 +732,7 @@ int cmd_order(struct ctx *c, const struct cli_flag *flags, const struct cli_args
 int cmd_cancel(struct ctx *c, const struct cli_flag *flags, const struct cli_args *a)
 {
     (void)flags;
-    if (a->nargs != 1 || !word_ok(a->args[0])) {
-        fprintf(stderr, "usage: cpx cancel ORDER_ID\n");
-        return 2;
-    }
-    char target[128];
-    snprintf(target, sizeof target, "/v1/orders/%s", a->args[0]);
-    return show(c, "DELETE", target, NULL, true, NULL, print_order);
+    return delete_one(c, a, "cpx cancel ORDER_ID", "/v1/orders", print_order);
 }
 
 static void print_orders(const json_t *page)

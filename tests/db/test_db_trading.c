@@ -43,26 +43,27 @@ static int setup(void **state)
              "('" BUYER "', 'b', 'B-1', '{buyer}', decode(repeat('00', 32), 'hex')), "
              "('" PROVIDER "', 'p', 'P-1', '{provider}', decode(repeat('01', 32), 'hex'))");
     test_db_exec(url, sql);
-    test_db_exec(url,
-                 "INSERT INTO orders (id, buyer, client_order_id, body_sha256, spec, precision, "
-                 "remaining, filled_devices, hold, hold_left, hold_bps, status, ledger_seq, created_at) "
-                 "VALUES (7, '" BUYER "', 'c-1', decode(repeat('ab', 32), 'hex'), "
-                 "'{\"precision\":\"bf16\",\"devices\":2}', 'bf16', 1, 1, 1000, 400, 20, 'open', 3, "
-                 "now());"
-                 "INSERT INTO listings (id, provider, spec, region, devices, remaining, status, "
-                 "ledger_seq, created_at) VALUES (8, '" PROVIDER "', "
-                 "'{\"endpoint\":\"https://p.example/jobs\"}', 'yangtze', 4, 3, 'open', 4, now());"
-                 "INSERT INTO agreements (id, order_id, listing_id, buyer, provider, precision, "
-                 "region, devices, tflops, hours, price, value, commission, maker, start_at, "
-                 "endpoint, ledger_seq, created_at) VALUES (1, 7, 8, '" BUYER "', '" PROVIDER
-                 "', 'bf16', 'yangtze', 1, 1000, 2, 15000000, 30000000, 60000, 'provider', "
-                 "1764403200, 'https://p.example/jobs', 5, now());"
-                 "INSERT INTO entries (id, batch, from_owner, from_kind, to_owner, to_kind, "
-                 "amount, reason, ref, created_at) VALUES (1, 1, 'exchange', 'external', '" BUYER
-                 "', 'available', 5, 'deposit', 'dep_1', now());"
-                 "INSERT INTO sequencer_commands (seq, batch, command) VALUES (1, 1, '\\x07');"
-                 "INSERT INTO sequencer_batches (id, commands, state_hash, engine_now, next_id, "
-                 "next_agreement, ledger_size) VALUES (1, 1, 0, 0, 9, 2, 0)");
+    test_db_exec(
+        url,
+        "INSERT INTO orders (id, buyer, client_order_id, body_sha256, spec, precision, "
+        "remaining, filled_devices, hold, hold_left, hold_bps, status, ledger_seq, created_at) "
+        "VALUES (7, '" BUYER "', 'c-1', decode(repeat('ab', 32), 'hex'), "
+        "'{\"precision\":\"bf16\",\"devices\":2}', 'bf16', 1, 1, 1000, 400, 20, 'open', 3, "
+        "now());"
+        "INSERT INTO listings (id, provider, spec, region, devices, remaining, status, "
+        "ledger_seq, created_at) VALUES (8, '" PROVIDER "', "
+        "'{\"endpoint\":\"https://p.example/jobs\"}', 'yangtze', 4, 3, 'open', 4, now());"
+        "INSERT INTO agreements (id, order_id, listing_id, buyer, provider, precision, "
+        "region, devices, tflops, hours, price, value, commission, maker, start_at, "
+        "endpoint, ledger_seq, created_at) VALUES (1, 7, 8, '" BUYER "', '" PROVIDER
+        "', 'bf16', 'yangtze', 1, 1000, 2, 15000000, 30000000, 60000, 'provider', "
+        "1764403200, 'https://p.example/jobs', 5, now());"
+        "INSERT INTO entries (id, batch, from_owner, from_kind, to_owner, to_kind, "
+        "amount, reason, ref, created_at) VALUES (1, 1, 'exchange', 'external', '" BUYER
+        "', 'available', 5, 'deposit', 'dep_1', now());"
+        "INSERT INTO sequencer_commands (seq, batch, command) VALUES (1, 1, '\\x07');"
+        "INSERT INTO sequencer_batches (id, commands, state_hash, engine_now, next_id, "
+        "next_agreement, ledger_size) VALUES (1, 1, 0, 0, 9, 2, 0)");
     return 0;
 }
 
@@ -111,7 +112,8 @@ static void order_constraints(void **state)
     refused("UPDATE listings SET remaining = 5 WHERE id = 8");
     /* a client order id places one order per buyer */
     refused("INSERT INTO orders (id, buyer, client_order_id, body_sha256, spec, precision, "
-            "remaining, filled_devices, hold, hold_left, hold_bps, status, ledger_seq, created_at) VALUES "
+            "remaining, filled_devices, hold, hold_left, hold_bps, status, ledger_seq, created_at) "
+            "VALUES "
             "(9, '" BUYER "', 'c-1', decode(repeat('ab', 32), 'hex'), '{}', 'bf16', 1, 0, 0, 0, 0, "
             "'open', 6, now())");
 }

@@ -252,7 +252,7 @@ static void set_up_parties(struct test_server *ts, bool fresh, struct client *op
             test_identity(ts, p->name, p->roles, true, &cl, p->id);
             snprintf(p->key_path, sizeof p->key_path, "%s", cl.key_path);
         } else {
-            mk_register(ts, p->key_path, p->name, p->roles, true, &cl, id);
+            test_identity_with_key(ts, p->key_path, p->name, p->roles, true, &cl, id);
             assert_string_equal(id, p->id); /* the id is the key's */
         }
         client_free(&cl);

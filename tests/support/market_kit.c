@@ -57,37 +57,6 @@ int64_t mk_int(const json_t *o, const char *key)
     return json_integer_value(v);
 }
 
-void mk_register(const struct test_server *ts, const char *key_path, const char *name,
-                 const char *roles, bool approve, struct client *cl, char *id)
-{
-    test_client(ts, cl, key_path);
-    assert_true(cl->have_key);
-    json_t *list = json_array();
-    for (const char *p = roles; *p != '\0';) {
-        size_t n = strcspn(p, ",");
-        json_array_append_new(list, json_stringn(p, n));
-        p += n + (p[n] == ',');
-    }
-    char pk[45], reg_no[64];
-    cpx_public_key_encode(cl->key.kp.pk, pk);
-    snprintf(reg_no, sizeof reg_no, "REG-%s", cl->key.identity + 4);
-    json_t *body = json_pack("{s:s, s:s, s:o, s:s}", "name", name, "reg_no", reg_no, "roles", list,
-                             "public_key", pk);
-    char *text = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(body);
-    json_decref(mk_call(cl, "POST", "/v1/identities", text, 201));
-    free(text);
-    snprintf(id, CPX_ID_MAX, "%s", cl->key.identity);
-    if (!approve)
-        return;
-    struct client op;
-    test_client(ts, &op, ts->operator_key);
-    char target[128];
-    snprintf(target, sizeof target, "/v1/identities/%s/approve", id);
-    json_decref(mk_call(&op, "POST", target, "{}", 200));
-    client_free(&op);
-}
-
 uint64_t mk_deposit(struct client *op, const char *id, const char *amount)
 {
     char target[160], body[96];

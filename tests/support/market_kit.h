@@ -25,12 +25,6 @@ int64_t mk_micro(const json_t *o, const char *key);
 const char *mk_str(const json_t *o, const char *key);
 int64_t mk_int(const json_t *o, const char *key);
 
-/* Registers the key in key_path (an existing key file) on ts with roles (comma-separated, in the
- * canonical order buyer,operator,provider,regulator) and, when approve, approves it as ts's
- * operator. Sets up cl to sign with it and writes its id into id (CPX_ID_MAX bytes). */
-void mk_register(const struct test_server *ts, const char *key_path, const char *name,
-                 const char *roles, bool approve, struct client *cl, char *id);
-
 /* Credits amount (decimal CNY) to the account of id as the operator op; returns the answer's
  * ledger_seq. */
 uint64_t mk_deposit(struct client *op, const char *id, const char *amount);

@@ -283,7 +283,14 @@ void test_identity(const struct test_server *ts, const char *name, const char *r
     snprintf(path, sizeof path, "%s/%s.key", ts->dir, name);
     unlink(path);
     keygen(path);
-    test_client(ts, cl, path);
+    test_identity_with_key(ts, path, name, roles, approve, cl, id);
+}
+
+void test_identity_with_key(const struct test_server *ts, const char *key_path, const char *name,
+                            const char *roles, bool approve, struct client *cl, char *id)
+{
+    test_client(ts, cl, key_path);
+    assert_true(cl->have_key);
     json_t *list = json_array();
     for (const char *p = roles; *p != '\0';) {
         size_t n = strcspn(p, ",");

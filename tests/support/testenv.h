@@ -79,6 +79,10 @@ void test_client(const struct test_server *ts, struct client *cl, const char *ke
 void test_identity(const struct test_server *ts, const char *name, const char *roles, bool approve,
                    struct client *cl, char *id);
 
+/* The same with an existing key file (e.g. the same organisation on a second exchange). */
+void test_identity_with_key(const struct test_server *ts, const char *key_path, const char *name,
+                            const char *roles, bool approve, struct client *cl, char *id);
+
 /* A raw reply. */
 struct raw_reply {
     long status;
