@@ -15,24 +15,26 @@ const char *const market_precisions[] = { "fp64", "fp32", "tf32", "bf16", "fp16"
 _Static_assert(sizeof market_precisions / sizeof market_precisions[0] == MX_NPREC + 1,
                "one name per precision");
 
-/* The eight national hub nodes of "East Data, West Compute" (the seed document, figure 14). */
-const struct market_region market_regions[] = {
-    { "jingjinji", "Beijing-Tianjin-Hebei", "京津冀" },
-    { "yangtze", "Yangtze River Delta", "长三角" },
-    { "greater-bay", "Guangdong-Hong Kong-Macao Greater Bay Area", "粤港澳大湾区" },
-    { "chengyu", "Chengdu-Chongqing", "成渝" },
-    { "inner-mongolia", "Inner Mongolia", "内蒙古" },
-    { "guizhou", "Guizhou", "贵州" },
-    { "gansu", "Gansu", "甘肃" },
-    { "ningxia", "Ningxia", "宁夏" },
-};
+/* The eight national hub nodes of "East Data, West Compute" (the seed document, figure 14),
+ * listed once: the table and the id list below are both made from it. */
+#define REGIONS(X)                                                                                 \
+    X("jingjinji", "Beijing-Tianjin-Hebei", "京津冀")                                              \
+    X("yangtze", "Yangtze River Delta", "长三角")                                                  \
+    X("greater-bay", "Guangdong-Hong Kong-Macao Greater Bay Area", "粤港澳大湾区")                 \
+    X("chengyu", "Chengdu-Chongqing", "成渝")                                                      \
+    X("inner-mongolia", "Inner Mongolia", "内蒙古")                                                \
+    X("guizhou", "Guizhou", "贵州")                                                                \
+    X("gansu", "Gansu", "甘肃")                                                                    \
+    X("ningxia", "Ningxia", "宁夏")
+#define REGION_ROW(id, en, zh) { id, en, zh },
+#define REGION_ID(id, en, zh)  id,
+
+const struct market_region market_regions[] = { REGIONS(REGION_ROW) };
 const size_t market_nregions = sizeof market_regions / sizeof market_regions[0];
 _Static_assert(sizeof market_regions / sizeof market_regions[0] <= MX_MAX_REGIONS,
                "the engine takes at most 64 regions");
 
-const char *const market_region_ids[] = { "jingjinji", "yangtze",        "greater-bay",
-                                          "chengyu",   "inner-mongolia", "guizhou",
-                                          "gansu",     "ningxia",        NULL };
+const char *const market_region_ids[] = { REGIONS(REGION_ID) NULL };
 
 int market_precision_index(const char *name)
 {
@@ -89,7 +91,7 @@ uint64_t market_id_parse(const char *s, const char *prefix)
 
 void market_snapshot_init(struct market_snapshot *s)
 {
-    memset(&s->batch, 0, sizeof *s - offsetof(struct market_snapshot, batch));
+    memset(s->side, 0, sizeof s->side);
     pthread_rwlock_init(&s->lock, NULL);
 }
 
@@ -98,7 +100,7 @@ void market_snapshot_free(struct market_snapshot *s)
     pthread_rwlock_destroy(&s->lock);
 }
 
-void market_snapshot_publish(struct market_snapshot *s, const mx_engine *e, uint64_t batch)
+void market_snapshot_publish(struct market_snapshot *s, const mx_engine *e)
 {
     pthread_rwlock_wrlock(&s->lock);
     for (unsigned p = 0; p < MX_NPREC; p++)
@@ -107,7 +109,6 @@ void market_snapshot_publish(struct market_snapshot *s, const mx_engine *e, uint
                 struct market_book_side *b = &s->side[p][r][side];
                 b->n = (uint32_t)mx_depth(e, p, r, (mx_side)side, b->levels, MARKET_DEPTH_MAX);
             }
-    s->batch = batch;
     pthread_rwlock_unlock(&s->lock);
 }
 

@@ -2,10 +2,10 @@
  * The market's fixed vocabulary and its public picture (docs/trading.md):
  *   - precisions and regions, by API name and engine index;
  *   - the owner number the engine knows an identity by;
- *   - the book snapshot: the sequencer publishes the books' best levels after every batch it
- *     commits, and readers (market data handlers, on HTTP threads) copy from it under a lock,
- *     so a read never touches the engine, never waits for a batch and never shows an
- *     uncommitted order.
+ *   - the book snapshot: the sequencer publishes the books' best levels after each batch that
+ *     changed them and committed; readers (market data handlers, on HTTP threads) copy from it
+ *     under a lock, so a read never touches the engine, never waits for a batch and never shows
+ *     an uncommitted order.
  */
 #ifndef CPX_SERVER_MARKET_H
 #define CPX_SERVER_MARKET_H
@@ -59,7 +59,6 @@ struct market_book_side {
 
 struct market_snapshot {
     pthread_rwlock_t lock;
-    uint64_t batch;                                            /* the batch it reflects */
     struct market_book_side side[MX_NPREC][MX_MAX_REGIONS][2]; /* [precision][region][MX_BID/ASK] */
 };
 
@@ -67,7 +66,7 @@ void market_snapshot_init(struct market_snapshot *s);
 void market_snapshot_free(struct market_snapshot *s);
 
 /* Copies the engine's books into the snapshot (the sequencer, after a commit). */
-void market_snapshot_publish(struct market_snapshot *s, const mx_engine *e, uint64_t batch);
+void market_snapshot_publish(struct market_snapshot *s, const mx_engine *e);
 
 /* Copies up to max levels of one book side out of the snapshot; returns how many. */
 size_t market_snapshot_read(struct market_snapshot *s, unsigned precision, unsigned region,

@@ -82,7 +82,6 @@ struct batch {
     size_t n, cap;
     struct ledger_batch ledger;
     struct strbuf journal, agreements, entries, new_orders, new_listings;
-    size_t njournal;
     struct live_order **orders; /* dirty orders */
     size_t norders, orders_cap;
     struct live_listing **listings;
@@ -369,7 +368,6 @@ static void journal(struct sequencer *s, const mx_command *cmd)
     cpx_hex_encode(buf, len, hex);
     strbuf_addf(&s->b.journal, "%" PRIu64 "\t%" PRIu64 "\t\\\\x%s\n", ++s->journal_len, s->batch_id,
                 hex);
-    s->b.njournal++;
     s->b.wrote = true;
 }
 
@@ -1307,7 +1305,6 @@ static void batch_reset(struct sequencer *s)
     strbuf_reset(&b->entries);
     strbuf_reset(&b->new_orders);
     strbuf_reset(&b->new_listings);
-    b->njournal = 0;
     u64map_free(&b->placed);
     u64map_each(&b->repeats, free_repeat, NULL);
     u64map_free(&b->repeats);
@@ -1455,7 +1452,7 @@ static void run_batch(struct sequencer *s)
     /* 4. Publish (when anything changed: an idle second's tick usually changes nothing) and
      * answer. */
     if (changed)
-        market_snapshot_publish(&srv->snapshot, s->engine, s->batch_id);
+        market_snapshot_publish(&srv->snapshot, s->engine);
     batch_reset(s);
     answer_all(s);
 }
@@ -1833,7 +1830,7 @@ struct sequencer *sequencer_start(struct server *srv, char **err)
         sequencer_free(s);
         return NULL;
     }
-    market_snapshot_publish(&srv->snapshot, s->engine, s->batch_id - 1);
+    market_snapshot_publish(&srv->snapshot, s->engine);
     s->running = true;
     if (pthread_create(&s->thread, NULL, thread_main, s) != 0) {
         *err = strdup("cannot start the sequencer thread");
