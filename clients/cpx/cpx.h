@@ -1,6 +1,7 @@
 /*
  * What the parts of the cpx client share: its context, the helpers that send a request and
- * report its answer (main.c), and the market commands (market.c), listed in main.c's table.
+ * report its answer (main.c), the market commands (market.c) and the delivery and billing
+ * commands (billing.c), listed in main.c's table.
  * Exit statuses, for every command: 0 done, 1 the exchange refused (the error is printed),
  * 2 usage, 3 unreachable.
  */
@@ -40,5 +41,13 @@ extern const struct cli_flag list_capacity_flags[], order_flags[], mine_flags[],
 cpx_command_fn cmd_list_capacity, cmd_delist, cmd_listings, cmd_order, cmd_cancel, cmd_orders,
     cmd_agreements, cmd_regions, cmd_markets, cmd_book, cmd_trades, cmd_index, cmd_deposit,
     cmd_balance;
+
+/* ---- delivery and billing commands (billing.c) --------------------------------------------- */
+
+extern const struct cli_flag bills_flags[], dispute_flags[], resolve_flags[], usage_flags[],
+    statement_flags[];
+
+cpx_command_fn cmd_deliveries, cmd_usage, cmd_bills, cmd_bill, cmd_dispute, cmd_resolve,
+    cmd_statement;
 
 #endif

@@ -530,6 +530,23 @@ static const struct command commands[] = {
       "recent agreements, without their parties", trades_flags, false, cmd_trades },
     { "index", "PRECISION [--hours H]", "volume-weighted price over the last H hours", index_flags,
       false, cmd_index },
+    { "deliveries", "AGREEMENT_ID", "an agreement's delivery: its state and every attempt",
+      no_flags, true, cmd_deliveries },
+    { "usage", "AGREEMENT_ID --from TIME --to TIME --device-seconds N",
+      "report an agreement's metered usage (its provider); the exchange bills it", usage_flags,
+      true, cmd_usage },
+    { "bills",
+      "[--agreement AGREEMENT_ID] [--status open|disputed|settled|refunded] [--limit N] "
+      "[--after CURSOR]",
+      "list your bills, as buyer or provider", bills_flags, true, cmd_bills },
+    { "bill", "BILL_ID", "show one bill", no_flags, true, cmd_bill },
+    { "dispute", "BILL_ID --reason TEXT", "dispute a bill while its window is open (buyers)",
+      dispute_flags, true, cmd_dispute },
+    { "resolve", "BILL_ID --outcome pay|refund [--note TEXT]",
+      "settle or refund a disputed bill (operators)", resolve_flags, true, cmd_resolve },
+    { "statement", "[--from TIME] [--to TIME] [--csv]",
+      "your account's entries in a period, with opening and closing balances", statement_flags,
+      true, cmd_statement },
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

@@ -784,6 +784,17 @@ static void print_agreement(const json_t *g)
          str_of(g, "precision"), str_of(g, "region"));
     line(out, "time", "%" JSON_INTEGER_FORMAT " hour%s, %s to %s", int_of(g, "hours"),
          s_unless_one(int_of(g, "hours")), str_of(g, "start"), str_of(g, "end"));
+    /* the delivery's times (docs/delivery.md), each once the agreement has it */
+    static const char *const times[][3] = { { "deliver_by", "deliver_by", "" },
+                                            { "started_at", "started_at", "" },
+                                            { "ends_at", "ends_at", "" },
+                                            { "metered_until", "metered", "until " } };
+    for (size_t i = 0; i < sizeof times / sizeof times[0]; i++) {
+        char when[32];
+        json_t *v = json_object_get(g, times[i][0]);
+        if (v != NULL && !json_is_null(v))
+            line(out, times[i][1], "%s%s", times[i][2], text_of(g, times[i][0], when, sizeof when));
+    }
     line(out, "price", "%s CNY per PFLOPS-hour", str_of(g, "price"));
     line(out, "value", "%s CNY", str_of(g, "value"));
     line(out, "commission", "%s CNY (the maker was the %s)", str_of(g, "commission"),
@@ -796,9 +807,9 @@ static void print_agreement(const json_t *g)
 
 static void print_agreements(const json_t *page)
 {
-    struct table t = { .ncols = 10 };
+    struct table t = { .ncols = 11 };
     table_add(&t, "ID", "PRECISION", "REGION", "DEVICES", "TFLOPS", "HOURS", "PRICE", "VALUE",
-              "COMMISSION", "START");
+              "COMMISSION", "START", "STATUS");
     size_t i;
     json_t *g;
     json_array_foreach(json_object_get(page, "items"), i, g)
@@ -808,7 +819,7 @@ static void print_agreements(const json_t *page)
                   text_of(g, "devices", devices, sizeof devices),
                   text_of(g, "tflops_per_device", tflops, sizeof tflops),
                   text_of(g, "hours", hours, sizeof hours), str_of(g, "price"), str_of(g, "value"),
-                  str_of(g, "commission"), str_of(g, "start"));
+                  str_of(g, "commission"), str_of(g, "start"), str_of(g, "status"));
     }
     table_print(&t, "(none)");
     print_next(page);
