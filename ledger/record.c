@@ -34,6 +34,8 @@ static const char *const kind_names[CPX_KIND_COUNT] = {
     [CPX_KIND_RESOLUTION] = "resolution",
     [CPX_KIND_FAILURE] = "failure",
     [CPX_KIND_DEPOSIT] = "deposit",
+    [CPX_KIND_FEE_SCHEDULE] = "fee_schedule",
+    [CPX_KIND_COMPLETION] = "completion",
 };
 
 /* Role names in canonical (sorted) order; bit i is role_names[i]. */

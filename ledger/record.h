@@ -87,6 +87,8 @@ enum cpx_kind {
     CPX_KIND_RESOLUTION,   /* an operator resolves a dispute */
     CPX_KIND_FAILURE,      /* an agreement could not be delivered or performed */
     CPX_KIND_DEPOSIT,      /* an operator credited money from outside CPX to an account */
+    CPX_KIND_FEE_SCHEDULE, /* the fee schedule in force from here on */
+    CPX_KIND_COMPLETION,   /* an agreement ended; unused escrow returned to the buyer */
     CPX_KIND_COUNT
 };
 

@@ -25,13 +25,21 @@ struct config {
     int64_t max_body;   /* largest request body accepted, bytes */
     int64_t clock_skew; /* seconds a signed request's timestamp may differ from ours */
     int64_t db_wait_ms; /* how long a request waits for a free database connection */
-    int64_t fee_maker_bps;   /* commission on a fill whose order was resting, basis points */
-    int64_t fee_taker_bps;   /* commission on a fill whose order arrived, basis points */
-    int64_t batch_max;       /* most commands per sequencer batch */
-    int64_t max_resting;     /* most orders and listings resting at once */
-    int64_t rate_limit;      /* sequenced commands a second per identity (0: none) */
-    char *log_level;         /* debug, info, warn or error */
-    bool print_verifier_key; /* --print-verifier-key: print it and exit */
+    int64_t fee_maker_bps;        /* commission on a fill whose order was resting, basis points */
+    int64_t fee_taker_bps;        /* commission on a fill whose order arrived, basis points */
+    int64_t fee_min_micro;        /* least commission on a bill with an amount */
+    int64_t dispatchers;          /* delivery threads */
+    int64_t delivery_window;      /* seconds after an agreement's start to have it accepted */
+    int64_t delivery_timeout;     /* seconds per delivery attempt */
+    int64_t delivery_backoff_max; /* longest wait between attempts, seconds */
+    char *delivery_ca;            /* extra CA bundle for providers' endpoints */
+    int64_t dispute_window;       /* seconds a bill may be disputed */
+    int64_t usage_grace;          /* seconds after an agreement's end to report usage */
+    int64_t batch_max;            /* most commands per sequencer batch */
+    int64_t max_resting;          /* most orders and listings resting at once */
+    int64_t rate_limit;           /* sequenced commands a second per identity (0: none) */
+    char *log_level;              /* debug, info, warn or error */
+    bool print_verifier_key;      /* --print-verifier-key: print it and exit */
 };
 
 /*

@@ -13,6 +13,7 @@
  * logged once with its SQLSTATE and message.
  */
 #include "server/db.h"
+#include "server/db_delivery.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -27,10 +28,8 @@
 #define MAX_RETRIES 8
 
 static const struct db_statement *const statement_tables[] = {
-    db_core_statements,
-    db_identity_statements,
-    db_ledger_statements,
-    db_trading_statements,
+    db_core_statements,    db_identity_statements, db_ledger_statements,
+    db_trading_statements, db_delivery_statements,
 };
 
 const struct db_statement db_core_statements[] = {

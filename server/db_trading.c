@@ -18,7 +18,9 @@
 #define AGREEMENT_COLUMNS                                                                          \
     "a.id, a.order_id, a.listing_id, a.buyer, a.provider, a.precision, a.region, a.devices, "      \
     "a.tflops, a.hours, a.price, a.value, a.commission, a.maker, a.start_at, a.endpoint, "         \
-    "a.status, a.ledger_seq, extract(epoch FROM a.created_at)::bigint"
+    "a.status, a.ledger_seq, extract(epoch FROM a.created_at)::bigint, a.commission_bps, "         \
+    "a.deliver_by, coalesce(a.started_at, 0), coalesce(a.ends_at, 0), "                            \
+    "coalesce(a.metered_until, 0), a.escrow_left"
 
 /* Status filter: $n NULL = all, 'open', or 'closed' (anything but open). */
 #define STATUS_FILTER(col, n) "($" n "::text IS NULL OR (" col " = 'open') = ($" n " = 'open'))"
@@ -293,6 +295,12 @@ json_t *db_agreement_json(const PGresult *r, int row, bool with_parties)
         json_object_set_new(o, "status", json_string(PQgetvalue(r, row, 16)));
         json_object_set_new(o, "ledger_seq", json_integer(db_get_i64(r, row, 17)));
         json_set_time(o, "created_at", db_get_i64(r, row, 18));
+        json_object_set_new(o, "commission_bps", json_integer(db_get_i64(r, row, 19)));
+        json_set_time(o, "deliver_by", db_get_i64(r, row, 20));
+        json_set_time(o, "started_at", db_get_i64(r, row, 21)); /* null until accepted */
+        json_set_time(o, "ends_at", db_get_i64(r, row, 22));
+        json_set_time(o, "metered_until", db_get_i64(r, row, 23));
+        money_json_set(o, "escrow", db_get_i64(r, row, 24));
     } else {
         json_set_time(o, "time", db_get_i64(r, row, 18));
     }

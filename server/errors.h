@@ -38,6 +38,7 @@ enum err {
     E_AGREEMENT_NOT_FOUND,
     E_JOB_NOT_FOUND,
     E_MARKET_NOT_FOUND,
+    E_BILL_NOT_FOUND,
     E_METHOD_NOT_ALLOWED,
     /* 409: conflicts with the current state */
     E_IDENTITY_EXISTS,
@@ -47,10 +48,16 @@ enum err {
     E_KEY_IN_USE,
     E_NOT_OPEN,
     E_CLIENT_ORDER_ID_REUSED,
+    E_AGREEMENT_NOT_ACTIVE,
+    E_USAGE_OVERLAPS,
+    E_BILL_NOT_OPEN,
     /* 422: well-formed, but the market refuses it */
     E_INSUFFICIENT_FUNDS,
     E_JOB_QUOTA,
     E_ORDER_REJECTED,
+    E_USAGE_OUTSIDE_WINDOW,
+    E_USAGE_EXCEEDS_CAPACITY,
+    E_DISPUTE_WINDOW_CLOSED,
     /* 413, 415 */
     E_BODY_TOO_LARGE,
     E_UNSUPPORTED_MEDIA_TYPE,

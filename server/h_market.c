@@ -54,13 +54,10 @@ static bool word_ok(const char *s, size_t max, bool upper, const char *extra)
     return true;
 }
 
-/* A time field not sent: SPEC_TIME leaves the field untouched, so it starts as this. */
-#define TIME_ABSENT INT64_MIN
-
 /* A time field in whole seconds (SPEC_TIME gives microseconds); 0 when absent (TIME_ABSENT).
  * The engine takes 0 for "none": checks of a sent time test `us != TIME_ABSENT`, so the epoch
  * itself is judged as the time it is, never taken for "not sent". */
-static bool whole_seconds(struct request *req, const char *field, int64_t us, int64_t *out)
+bool market_whole_seconds(struct request *req, const char *field, int64_t us, int64_t *out)
 {
     if (us == TIME_ABSENT) {
         *out = 0;
@@ -117,7 +114,7 @@ void h_regions(struct request *req)
 /* ---- listings ------------------------------------------------------------------------------ */
 
 struct listing_req {
-    const char *vendor, *model, *interconnect, *endpoint;
+    const char *vendor, *model, *interconnect, *endpoint, *endpoint_pin;
     int device_type, region, tif;
     int64_t devices, memory_gb, min_hours, max_hours, green;
     int64_t from_us, until_us, expires_us;
@@ -137,6 +134,7 @@ static const struct spec listing_spec[] = {
     SPEC_INT("max_hours", struct listing_req, max_hours, false, 0, MX_MAX_HOURS),
     SPEC_INT("green_permille", struct listing_req, green, false, 0, MX_MAX_GREEN),
     SPEC_STR("endpoint", struct listing_req, endpoint, true, 9, ENDPOINT_MAX),
+    SPEC_STR("endpoint_pin", struct listing_req, endpoint_pin, false, 52, 52),
     SPEC_ENUM("time_in_force", struct listing_req, tif, false, tifs),
     SPEC_TIME("expires_at", struct listing_req, expires_us, false),
     SPEC_END,
@@ -242,6 +240,15 @@ void h_listing_create(struct request *req)
                     ENDPOINT_MAX);
         return;
     }
+    /* the endpoint's public key pin, as curl takes it: sha256// and 44 base64 characters */
+    uint8_t pin[32];
+    if (r.endpoint_pin != NULL && (strncmp(r.endpoint_pin, "sha256//", 8) != 0 ||
+                                   cpx_b64_decode(r.endpoint_pin + 8, 44, pin, sizeof pin) != 32)) {
+        reply_error(req, E_INVALID_FIELD, "endpoint_pin",
+                    "endpoint_pin must be sha256// and the base64 SHA-256 of the endpoint "
+                    "certificate's public key.");
+        return;
+    }
     if (r.max_hours != 0 && r.max_hours < r.min_hours) {
         reply_error(req, E_OUT_OF_RANGE, "max_hours", "max_hours must not be below min_hours.");
         return;
@@ -265,9 +272,9 @@ void h_listing_create(struct request *req)
         goto drop;
     }
     if (!parse_precisions(req, a, terms) ||
-        !whole_seconds(req, "available_from", r.from_us, &a->available_from) ||
-        !whole_seconds(req, "available_until", r.until_us, &a->available_until) ||
-        !whole_seconds(req, "expires_at", r.expires_us, &a->expiry))
+        !market_whole_seconds(req, "available_from", r.from_us, &a->available_from) ||
+        !market_whole_seconds(req, "available_until", r.until_us, &a->available_until) ||
+        !market_whole_seconds(req, "expires_at", r.expires_us, &a->expiry))
         goto drop;
     int64_t now = now_us() / 1000000;
     if (r.until_us != TIME_ABSENT &&
@@ -307,6 +314,8 @@ void h_listing_create(struct request *req)
     json_object_set_new(terms, "max_hours", r.max_hours ? json_integer(r.max_hours) : json_null());
     json_object_set_new(terms, "green_permille", json_integer(r.green));
     json_object_set_new(terms, "endpoint", json_string(r.endpoint));
+    if (r.endpoint_pin != NULL)
+        json_object_set_new(terms, "endpoint_pin", json_string(r.endpoint_pin));
     json_object_set_new(terms, "time_in_force", json_string(tifs[tif]));
     json_set_time(terms, "expires_at", a->expiry);
     if ((cmd->listing.terms_text = json_dumps(terms, JSON_COMPACT | JSON_SORT_KEYS)) == NULL) {
@@ -481,9 +490,10 @@ void h_order_create(struct request *req)
     json_object_set_new(terms, "constraints", tc);
     mx_bid *b = &o->bid;
     int tif = r.tif < 0 ? MX_GTC : r.tif;
-    if (!parse_models(req, o, tc) || !whole_seconds(req, "expires_at", r.expires_us, &b->expiry) ||
-        !whole_seconds(req, "start_earliest", r.start_earliest_us, &b->start_earliest) ||
-        !whole_seconds(req, "start_latest", r.start_latest_us, &b->start_latest))
+    if (!parse_models(req, o, tc) ||
+        !market_whole_seconds(req, "expires_at", r.expires_us, &b->expiry) ||
+        !market_whole_seconds(req, "start_earliest", r.start_earliest_us, &b->start_earliest) ||
+        !market_whole_seconds(req, "start_latest", r.start_latest_us, &b->start_latest))
         goto drop;
     int64_t now = now_us() / 1000000;
     bool expires = r.expires_us != TIME_ABSENT;
@@ -630,7 +640,7 @@ void h_order_cancel(struct request *req)
 
 /* ---- reads of own orders and listings ------------------------------------------------------ */
 
-static bool may_read_all(const struct request *req)
+bool market_may_read_all(const struct request *req)
 {
     return (req->caller.roles & (ROLE_REGULATOR | ROLE_OPERATOR)) != 0;
 }
@@ -667,7 +677,9 @@ static enum db_status show_fn(struct db_conn *c, void *arg)
 
 static void show(struct request *req, bool listing)
 {
-    struct show_ctx k = { .listing = listing, .caller = req->caller.id, .all = may_read_all(req) };
+    struct show_ctx k = { .listing = listing,
+                          .caller = req->caller.id,
+                          .all = market_may_read_all(req) };
     k.id = market_id_parse(req->params[0], listing ? "lst_" : "ord_");
     enum db_status st = k.id ? db_run(req->srv->db, show_fn, &k) : DB_NO_ROWS;
     if (st == DB_OK && k.out != NULL)
@@ -732,7 +744,7 @@ static enum db_status list_fn(struct db_conn *c, void *arg)
 }
 
 /* Reads ?limit&after (after: an id of the listed kind) and ?status=open|closed. */
-static bool list_params(struct request *req, const char *prefix, int *limit, uint64_t *after,
+bool market_list_params(struct request *req, const char *prefix, int *limit, uint64_t *after,
                         const char **status)
 {
     const char *cursor;
@@ -753,7 +765,7 @@ static bool list_params(struct request *req, const char *prefix, int *limit, uin
     return true;
 }
 
-static void reply_page(struct request *req, json_t *items, int limit, const char *prefix,
+void market_reply_page(struct request *req, json_t *items, int limit, const char *prefix,
                        uint64_t last)
 {
     char next[MARKET_ID_MAX];
@@ -768,7 +780,7 @@ static void list(struct request *req, bool listing)
 {
     const char *prefix = listing ? "lst_" : "ord_";
     struct list_ctx k = { .listing = listing, .owner = req->caller.id };
-    if (!list_params(req, prefix, &k.limit, &k.after, &k.status))
+    if (!market_list_params(req, prefix, &k.limit, &k.after, &k.status))
         return;
     k.items = json_array();
     enum db_status st = db_run(req->srv->db, list_fn, &k);
@@ -777,7 +789,7 @@ static void list(struct request *req, bool listing)
         reply_db_error(req, st);
         return;
     }
-    reply_page(req, k.items, k.limit, prefix, k.last);
+    market_reply_page(req, k.items, k.limit, prefix, k.last);
 }
 
 void h_listing_list(struct request *req)
@@ -872,7 +884,7 @@ static enum db_status agreement_fn(struct db_conn *c, void *arg)
 
 void h_agreement_show(struct request *req)
 {
-    struct agr_ctx k = { .party = may_read_all(req) ? NULL : req->caller.id };
+    struct agr_ctx k = { .party = market_may_read_all(req) ? NULL : req->caller.id };
     k.id = market_id_parse(req->params[0], "agr_");
     enum db_status st = k.id ? db_run(req->srv->db, agreement_fn, &k) : DB_NO_ROWS;
     if (st == DB_OK && k.out != NULL)
@@ -901,8 +913,8 @@ static enum db_status agreements_fn(struct db_conn *c, void *arg)
 
 void h_agreement_list(struct request *req)
 {
-    struct agr_ctx k = { .party = may_read_all(req) ? NULL : req->caller.id };
-    if (!list_params(req, "agr_", &k.limit, &k.after, NULL))
+    struct agr_ctx k = { .party = market_may_read_all(req) ? NULL : req->caller.id };
+    if (!market_list_params(req, "agr_", &k.limit, &k.after, NULL))
         return;
     k.out = json_array();
     enum db_status st = db_run(req->srv->db, agreements_fn, &k);
@@ -911,7 +923,7 @@ void h_agreement_list(struct request *req)
         reply_db_error(req, st);
         return;
     }
-    reply_page(req, k.out, k.limit, "agr_", k.last);
+    market_reply_page(req, k.out, k.limit, "agr_", k.last);
 }
 
 /* ---- accounts ------------------------------------------------------------------------------ */
@@ -1004,7 +1016,7 @@ void h_account_me(struct request *req)
 void h_account_show(struct request *req)
 {
     const char *id = req->params[0];
-    if (strcmp(id, req->caller.id) != 0 && !may_read_all(req)) {
+    if (strcmp(id, req->caller.id) != 0 && !market_may_read_all(req)) {
         reply_error(req, E_FORBIDDEN_ROLE, NULL,
                     "Only regulators and operators read other identities' accounts.");
         return;
@@ -1155,7 +1167,7 @@ static enum db_status trades_fn(struct db_conn *c, void *arg)
 void h_trades(struct request *req)
 {
     struct trades_ctx k = { 0 };
-    if (!list_params(req, "agr_", &k.limit, &k.before, NULL))
+    if (!market_list_params(req, "agr_", &k.limit, &k.before, NULL))
         return;
     k.precision = request_query(req, "precision");
     k.region = request_query(req, "region");
@@ -1173,7 +1185,7 @@ void h_trades(struct request *req)
         reply_db_error(req, st);
         return;
     }
-    reply_page(req, k.items, k.limit, "agr_", k.last);
+    market_reply_page(req, k.items, k.limit, "agr_", k.last);
 }
 
 struct index_ctx {

@@ -5,6 +5,10 @@
 #ifndef CPX_SERVER_HANDLERS_H
 #define CPX_SERVER_HANDLERS_H
 
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
 struct request;
 
 /* h_health.c */
@@ -51,5 +55,33 @@ void h_fees(struct request *req);
 void h_book(struct request *req);
 void h_price_index(struct request *req);
 void h_trades(struct request *req);
+
+/* h_delivery.c (docs/delivery.md) */
+void h_usage_report(struct request *req);
+void h_deliveries(struct request *req);
+void h_bill_list(struct request *req);
+void h_bill_show(struct request *req);
+void h_bill_dispute(struct request *req);
+void h_bill_resolve(struct request *req);
+void h_statement(struct request *req);
+void h_audit_bills(struct request *req);
+void h_audit_balances(struct request *req);
+
+/* ---- helpers the market's handlers share (h_market.c) ---------------------------------------- */
+
+/* A time field not sent: SPEC_TIME leaves the field untouched, so it starts as this. */
+#define TIME_ABSENT INT64_MIN
+
+/* A time field in whole seconds (SPEC_TIME gives microseconds); 0 when absent. Answers 400 and
+ * returns false for a fraction of a second or a time out of range. */
+bool market_whole_seconds(struct request *req, const char *field, int64_t us, int64_t *out);
+/* Regulators and operators read every party's market data. */
+bool market_may_read_all(const struct request *req);
+/* ?limit= and ?after= (an id with prefix), and ?status=open|closed when status is not NULL. */
+bool market_list_params(struct request *req, const char *prefix, int *limit, uint64_t *after,
+                        const char **status);
+/* {"items":items,"next":<prefix + last when the page is full, else null>}. */
+void market_reply_page(struct request *req, json_t *items, int limit, const char *prefix,
+                       uint64_t last);
 
 #endif

@@ -129,15 +129,17 @@ static const struct {
     const char *table;
     const char *privileges;
 } app_grants[] = {
-    { "schema_migrations", "SELECT" },         { "identities", "SELECT, INSERT, UPDATE" },
-    { "idempotency_keys", "SELECT, INSERT" },  { "request_signatures", "SELECT, INSERT, DELETE" },
-    { "retired_keys", "SELECT, INSERT" },      { "ledger_records", "SELECT, INSERT" },
-    { "ledger_nodes", "SELECT, INSERT" },      { "ledger_checkpoints", "SELECT, INSERT" },
-    { "ledger_head", "SELECT, UPDATE" },       { "sequencer_commands", "SELECT, INSERT" },
-    { "sequencer_batches", "SELECT, INSERT" }, { "market_names", "SELECT, INSERT" },
-    { "listings", "SELECT, INSERT, UPDATE" },  { "jobs", "SELECT, INSERT" },
-    { "orders", "SELECT, INSERT, UPDATE" },    { "agreements", "SELECT, INSERT, UPDATE" },
-    { "accounts", "SELECT, INSERT, UPDATE" },  { "entries", "SELECT, INSERT" },
+    { "schema_migrations", "SELECT" },          { "identities", "SELECT, INSERT, UPDATE" },
+    { "idempotency_keys", "SELECT, INSERT" },   { "request_signatures", "SELECT, INSERT, DELETE" },
+    { "retired_keys", "SELECT, INSERT" },       { "ledger_records", "SELECT, INSERT" },
+    { "ledger_nodes", "SELECT, INSERT" },       { "ledger_checkpoints", "SELECT, INSERT" },
+    { "ledger_head", "SELECT, UPDATE" },        { "sequencer_commands", "SELECT, INSERT" },
+    { "sequencer_batches", "SELECT, INSERT" },  { "market_names", "SELECT, INSERT" },
+    { "listings", "SELECT, INSERT, UPDATE" },   { "jobs", "SELECT, INSERT" },
+    { "orders", "SELECT, INSERT, UPDATE" },     { "agreements", "SELECT, INSERT, UPDATE" },
+    { "accounts", "SELECT, INSERT, UPDATE" },   { "entries", "SELECT, INSERT" },
+    { "deliveries", "SELECT, INSERT, UPDATE" }, { "delivery_attempts", "SELECT, INSERT" },
+    { "usage_reports", "SELECT, INSERT" },      { "bills", "SELECT, INSERT, UPDATE" },
 };
 #define N_APP_GRANTS (sizeof app_grants / sizeof app_grants[0])
 

@@ -91,6 +91,24 @@ bool money_value(int64_t price, int64_t tflops, int64_t devices, int64_t hours, 
     return true;
 }
 
+bool money_usage(int64_t price, int64_t tflops, int64_t device_seconds, int64_t *out)
+{
+    if (price < 0 || tflops < 0 || device_seconds < 0)
+        return false;
+    /* price < 2^63, tflops < 2^63, device_seconds < 2^63: the product may need 189 bits, so
+     * check each step against what can still fit after the division. */
+    const unsigned __int128 limit = (unsigned __int128)INT64_MAX * 3600000 + 3599999;
+    unsigned __int128 p = (unsigned __int128)price;
+    const int64_t factors[] = { tflops, device_seconds };
+    for (size_t i = 0; i < 2; i++) {
+        if (factors[i] != 0 && p > limit / (uint64_t)factors[i])
+            return false;
+        p *= (uint64_t)factors[i];
+    }
+    *out = (int64_t)(p / 3600000); /* floor: towards the buyer */
+    return true;
+}
+
 bool money_commission(int64_t value, int64_t bps, int64_t *out)
 {
     if (value < 0 || bps < 0 || bps > 10000)

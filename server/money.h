@@ -36,6 +36,11 @@ void money_format(int64_t micro, char out[MONEY_STR_MAX]);
  * exceeds INT64_MAX. */
 bool money_value(int64_t price, int64_t tflops, int64_t devices, int64_t hours, int64_t *out);
 
+/* A bill's amount (docs/delivery.md §4): floor(price * tflops * device_seconds / 3600000), i.e.
+ * value() with devices x hours measured in device-seconds. Exact; false when negative input or
+ * the result does not fit int64. */
+bool money_usage(int64_t price, int64_t tflops, int64_t device_seconds, int64_t *out);
+
 /* commission = floor(value * bps / 10000); bps 0..10000, value >= 0. false on bad input. */
 bool money_commission(int64_t value, int64_t bps, int64_t *out);
 

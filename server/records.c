@@ -93,6 +93,16 @@ static bool canon_json(struct cpx_canon_writer *w, const json_t *v)
 enum db_status records_market(struct db_conn *c, struct ledger_batch *b, enum cpx_kind kind,
                               const json_t *payload, const struct request *req, uint64_t *seq)
 {
+    struct cpx_party party;
+    if (req != NULL)
+        party_of(req, &party);
+    return records_market_signed(c, b, kind, payload, req ? &party : NULL, seq);
+}
+
+enum db_status records_market_signed(struct db_conn *c, struct ledger_batch *b, enum cpx_kind kind,
+                                     const json_t *payload, const struct cpx_party *party,
+                                     uint64_t *seq)
+{
     struct cpx_canon_writer w;
     cpx_canon_writer_init(&w);
     bool whole = canon_json(&w, payload);
@@ -100,15 +110,11 @@ enum db_status records_market(struct db_conn *c, struct ledger_batch *b, enum cp
     size_t len;
     enum cpx_canon_error err = cpx_canon_writer_finish(&w, &bytes, &len);
     enum db_status st = DB_HARD;
-    if (!whole || err != CPX_CANON_OK) {
+    if (!whole || err != CPX_CANON_OK)
         log_error("a %s record's payload cannot be written canonically: %s", cpx_kind_name(kind),
                   whole ? cpx_canon_error_text(err) : "a real number");
-    } else {
-        struct cpx_party party;
-        if (req != NULL)
-            party_of(req, &party);
-        st = ledger_append(c, b, kind, req ? &party : NULL, bytes, len, seq);
-    }
+    else
+        st = ledger_append(c, b, kind, party, bytes, len, seq);
     cpx_canon_writer_free(&w);
     return st;
 }

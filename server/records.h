@@ -45,6 +45,11 @@ bool records_party_fits(struct request *req);
  */
 enum db_status records_market(struct db_conn *c, struct ledger_batch *b, enum cpx_kind kind,
                               const json_t *payload, const struct request *req, uint64_t *seq);
+/* The same with a party's signature that did not arrive as a request to cpxd (a provider's
+ * acceptance, docs/delivery.md §2); party NULL for the exchange's own record. */
+enum db_status records_market_signed(struct db_conn *c, struct ledger_batch *b, enum cpx_kind kind,
+                                     const json_t *payload, const struct cpx_party *party,
+                                     uint64_t *seq);
 
 /*
  * Append the identity, approval/rejection and key_rotation records. req is the originating

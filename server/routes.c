@@ -61,6 +61,16 @@ struct route routes[] = {
     { "GET", "/v1/markets/{precision}/{region}/book", h_book, ACCESS_PUBLIC, 0, NULL },
     { "GET", "/v1/markets/{precision}/index", h_price_index, ACCESS_PUBLIC, 0, NULL },
     { "GET", "/v1/trades", h_trades, ACCESS_PUBLIC, 0, NULL },
+    /* delivery and billing (docs/delivery.md) */
+    { "POST", "/v1/agreements/{id}/usage", h_usage_report, ACCESS_ROLE, ROLE_PROVIDER, NULL },
+    { "GET", "/v1/agreements/{id}/deliveries", h_deliveries, ACCESS_ROLE, ROLE_ALL, NULL },
+    { "GET", "/v1/bills", h_bill_list, ACCESS_ROLE, ROLE_ALL, NULL },
+    { "GET", "/v1/bills/{id}", h_bill_show, ACCESS_ROLE, ROLE_ALL, NULL },
+    { "POST", "/v1/bills/{id}/dispute", h_bill_dispute, ACCESS_ROLE, ROLE_BUYER, NULL },
+    { "POST", "/v1/bills/{id}/resolution", h_bill_resolve, ACCESS_ROLE, ROLE_OPERATOR, NULL },
+    { "GET", "/v1/statements", h_statement, ACCESS_ROLE, ROLE_ALL, NULL },
+    { "GET", "/v1/audit/bills", h_audit_bills, ACCESS_PUBLIC, 0, NULL },
+    { "GET", "/v1/audit/balances", h_audit_balances, ACCESS_PUBLIC, 0, NULL },
 };
 const size_t nroutes = sizeof routes / sizeof routes[0];
 

@@ -21,6 +21,7 @@
  *   4. publish the book snapshot, answer and resume every request.
  */
 #include "server/sequencer.h"
+#include "server/sequencer_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -48,78 +49,9 @@
 #define JOURNAL_PAGE  10000 /* journal rows read per query at start */
 #define QUEUE_BATCHES 8     /* commands queued beyond this many full batches get 503 busy */
 
-struct live_order {
-    struct order_row row;
-    char *terms_text;  /* its terms as JSON, for the row insert (new orders, until written) */
-    bool is_new;       /* inserted by the batch in progress */
-    bool dirty;        /* changed by the batch in progress (listed in b.orders) */
-    int64_t closed_at; /* unix seconds, once it left the book */
-};
-
-struct live_listing {
-    struct listing_row row;
-    char *terms_text;
-    bool is_new, dirty;
-    int64_t closed_at;
-};
-
-struct account {
-    char owner[CPX_ID_MAX];
-    int64_t bal[ACC_NKINDS];
-    bool dirty;       /* listed in the batch's accounts */
-    unsigned changed; /* bit k: bal[k] moved in this batch */
-};
-
-struct name {
-    uint32_t id;
-    char text[MARKET_NAME_MAX];
-};
-
-/* What the batch in progress will write. */
-struct batch {
-    struct seq_cmd **cmds;
-    struct tx_reply *out;
-    size_t n, cap;
-    struct ledger_batch ledger;
-    struct strbuf journal, agreements, entries, new_orders, new_listings;
-    struct live_order **orders; /* dirty orders */
-    size_t norders, orders_cap;
-    struct live_listing **listings;
-    size_t nlistings, listings_cap;
-    struct account **accounts;
-    size_t naccounts, accounts_cap;
-    size_t names_before;   /* names known before the batch: the rest are new */
-    struct u64map placed;  /* hash(buyer, client_order_id) -> live_order placed in this batch */
-    struct u64map repeats; /* hash(buyer, client_order_id) -> order_row found in the database */
-    bool wrote;            /* something to commit */
-};
-
-struct sequencer {
-    struct server *srv;
-    mx_engine *engine;
-    mx_event *events;
-    size_t nevents, events_cap;
-    bool events_failed;
-    struct u64map orders, listings, accounts;
-    struct name *names;
-    size_t nnames, names_cap;
-    struct u64map name_index; /* text_key(text) -> index + 1 into names */
-    uint64_t next_id, next_agreement, next_entry, batch_id, journal_len;
-    int64_t now;
-    int64_t maker_bps, taker_bps;
-    struct batch b;
-    pthread_mutex_t mu;
-    pthread_cond_t wake;
-    struct seq_cmd *head, *tail;
-    size_t queued; /* commands in the queue */
-    bool running, stop;
-    pthread_t thread;
-    PGconn *lock_conn; /* holds the advisory lock that makes this the one sequencer */
-};
-
 /* ---- small helpers ------------------------------------------------------------------------- */
 
-__attribute__((noreturn)) static void fatal(const char *what, enum db_status st)
+__attribute__((noreturn)) void seq_fatal(const char *what, enum db_status st)
 {
     log_error("sequencer: %s failed (status %d) after the books moved; stopping so that a "
               "restart rebuilds them from what committed",
@@ -161,7 +93,7 @@ static uint64_t key_of(const char *buyer, const char *coid)
     return bytes_key(h);
 }
 
-static bool grow(void **arr, size_t *cap, size_t n, size_t size)
+bool seq_grow(void **arr, size_t *cap, size_t n, size_t size)
 {
     if (n < *cap)
         return true;
@@ -177,7 +109,7 @@ static bool grow(void **arr, size_t *cap, size_t n, size_t size)
 /* ---- COPY text rows ------------------------------------------------------------------------ */
 
 /* Appends one COPY text field (escaped), preceded by a tab unless first. NULL is SQL NULL. */
-static void copy_text(struct strbuf *b, bool first, const char *s)
+void seq_copy_text(struct strbuf *b, bool first, const char *s)
 {
     if (!first)
         strbuf_add(b, "\t", 1);
@@ -196,32 +128,32 @@ static void copy_text(struct strbuf *b, bool first, const char *s)
     }
 }
 
-static void copy_i64(struct strbuf *b, int64_t v)
+void seq_copy_i64(struct strbuf *b, int64_t v)
 {
     strbuf_addf(b, "\t%" PRId64, v);
 }
 
 /* A timestamptz field from unix seconds (0: NULL). */
-static void copy_time(struct strbuf *b, int64_t unix_s)
+void seq_copy_time(struct strbuf *b, int64_t unix_s)
 {
     char t[RFC3339_MAX];
-    copy_text(b, false, unix_s ? format_rfc3339(unix_s * 1000000, t) : NULL);
+    seq_copy_text(b, false, unix_s ? format_rfc3339(unix_s * 1000000, t) : NULL);
 }
 
 /* ---- accounts and entries ------------------------------------------------------------------ */
 
-static struct account *account_of(struct sequencer *s, const char *owner)
+struct account *seq_account(struct sequencer *s, const char *owner)
 {
     uint64_t k = market_owner_number(owner);
     struct account *a = u64map_get(&s->accounts, k);
     if (a != NULL) {
         if (strcmp(a->owner, owner) != 0)
-            fatal("an account number collision", DB_HARD);
+            seq_fatal("an account number collision", DB_HARD);
         return a;
     }
     a = calloc(1, sizeof *a);
     if (a == NULL || !u64map_put(&s->accounts, k, a))
-        fatal("allocating an account", DB_HARD);
+        seq_fatal("allocating an account", DB_HARD);
     snprintf(a->owner, sizeof a->owner, "%s", owner);
     return a;
 }
@@ -230,23 +162,23 @@ static void touch_account(struct sequencer *s, struct account *a)
 {
     if (a->dirty)
         return;
-    if (!grow((void **)&s->b.accounts, &s->b.accounts_cap, s->b.naccounts, sizeof *s->b.accounts))
-        fatal("allocating", DB_HARD);
+    if (!seq_grow((void **)&s->b.accounts, &s->b.accounts_cap, s->b.naccounts,
+                  sizeof *s->b.accounts))
+        seq_fatal("allocating", DB_HARD);
     a->dirty = true;
     s->b.accounts[s->b.naccounts++] = a;
 }
 
 /* Moves amount (> 0) between two accounts as one entry. The callers have checked the source
  * covers it; a shortfall here is a bug of ours, and stopping beats a negative balance. */
-static void move(struct sequencer *s, struct account *from, enum account_kind fk,
-                 struct account *to, enum account_kind tk, int64_t amount, const char *reason,
-                 const char *ref)
+void seq_move(struct sequencer *s, struct account *from, enum account_kind fk, struct account *to,
+              enum account_kind tk, int64_t amount, const char *reason, const char *ref)
 {
     if (amount == 0)
         return;
     if (amount < 0 || (fk != ACC_EXTERNAL && from->bal[fk] < amount) ||
         !money_add(to->bal[tk], amount, &to->bal[tk]))
-        fatal("a money movement check", DB_HARD);
+        seq_fatal("a money movement check", DB_HARD);
     from->bal[fk] -= amount;
     touch_account(s, from);
     touch_account(s, to);
@@ -254,14 +186,14 @@ static void move(struct sequencer *s, struct account *from, enum account_kind fk
     to->changed |= 1u << tk;
     struct strbuf *e = &s->b.entries;
     strbuf_addf(e, "%" PRIu64 "\t%" PRIu64, s->next_entry++, s->batch_id);
-    copy_text(e, false, from->owner);
-    copy_text(e, false, account_kind_names[fk]);
-    copy_text(e, false, to->owner);
-    copy_text(e, false, account_kind_names[tk]);
+    seq_copy_text(e, false, from->owner);
+    seq_copy_text(e, false, account_kind_names[fk]);
+    seq_copy_text(e, false, to->owner);
+    seq_copy_text(e, false, account_kind_names[tk]);
     strbuf_addf(e, "\t%" PRId64, amount);
-    copy_text(e, false, reason);
-    copy_text(e, false, ref);
-    copy_time(e, s->now);
+    seq_copy_text(e, false, reason);
+    seq_copy_text(e, false, ref);
+    seq_copy_time(e, s->now);
     strbuf_add(e, "\n", 1);
     s->b.wrote = true;
 }
@@ -293,7 +225,7 @@ static uint32_t name_find(const struct sequencer *s, const char *text)
 /* Remembers a name (ids are 1, 2, ... in order). */
 static bool name_add(struct sequencer *s, const char *text)
 {
-    if (!grow((void **)&s->names, &s->names_cap, s->nnames, sizeof *s->names))
+    if (!seq_grow((void **)&s->names, &s->names_cap, s->nnames, sizeof *s->names))
         return false;
     struct name *n = &s->names[s->nnames++];
     n->id = (uint32_t)s->nnames;
@@ -312,7 +244,7 @@ static uint32_t name_id(struct sequencer *s, const char *text)
     if (id != 0)
         return id;
     if (!name_add(s, text))
-        fatal("allocating a name", DB_HARD);
+        seq_fatal("allocating a name", DB_HARD);
     s->b.wrote = true;
     return (uint32_t)s->nnames;
 }
@@ -323,19 +255,20 @@ static void dirty_order(struct sequencer *s, struct live_order *o)
 {
     if (o->dirty)
         return;
-    if (!grow((void **)&s->b.orders, &s->b.orders_cap, s->b.norders, sizeof *s->b.orders))
-        fatal("allocating", DB_HARD);
+    if (!seq_grow((void **)&s->b.orders, &s->b.orders_cap, s->b.norders, sizeof *s->b.orders))
+        seq_fatal("allocating", DB_HARD);
     o->dirty = true;
     s->b.orders[s->b.norders++] = o;
     s->b.wrote = true;
 }
 
-static void dirty_listing(struct sequencer *s, struct live_listing *l)
+void seq_dirty_listing(struct sequencer *s, struct live_listing *l)
 {
     if (l->dirty)
         return;
-    if (!grow((void **)&s->b.listings, &s->b.listings_cap, s->b.nlistings, sizeof *s->b.listings))
-        fatal("allocating", DB_HARD);
+    if (!seq_grow((void **)&s->b.listings, &s->b.listings_cap, s->b.nlistings,
+                  sizeof *s->b.listings))
+        seq_fatal("allocating", DB_HARD);
     l->dirty = true;
     s->b.listings[s->b.nlistings++] = l;
     s->b.wrote = true;
@@ -363,7 +296,7 @@ static void journal(struct sequencer *s, const mx_command *cmd)
     uint8_t buf[MX_COMMAND_MAX_BYTES];
     size_t len = mx_encode_command(cmd, buf, sizeof buf);
     if (len == 0)
-        fatal("encoding an engine command", DB_HARD);
+        seq_fatal("encoding an engine command", DB_HARD);
     char hex[2 * MX_COMMAND_MAX_BYTES + 1];
     cpx_hex_encode(buf, len, hex);
     strbuf_addf(&s->b.journal, "%" PRIu64 "\t%" PRIu64 "\t\\\\x%s\n", ++s->journal_len, s->batch_id,
@@ -377,24 +310,24 @@ static void journal(struct sequencer *s, const mx_command *cmd)
  * at this same clock, so there was nothing left for it to expire first. Leaving it out of the
  * journal keeps a replay independent of what only made it fail here (--max-resting, memory).
  */
-static mx_reason run(struct sequencer *s, mx_command *cmd)
+mx_reason seq_run(struct sequencer *s, mx_command *cmd)
 {
     cmd->now = s->now;
     s->nevents = 0;
     mx_reason r = mx_apply(s->engine, cmd);
     if (s->events_failed)
-        fatal("recording engine events", DB_HARD);
+        seq_fatal("recording engine events", DB_HARD);
     if (r == MX_OK)
         journal(s, cmd);
     else
         for (size_t i = 0; i < s->nevents; i++)
             if (s->events[i].kind != MX_EV_REJECTED)
-                fatal("a refused command that changed the books", DB_HARD);
+                seq_fatal("a refused command that changed the books", DB_HARD);
     return r;
 }
 
 /* The event rejecting the command, if any. */
-static const mx_event *rejection(const struct sequencer *s)
+const mx_event *seq_rejection(const struct sequencer *s)
 {
     for (size_t i = 0; i < s->nevents; i++)
         if (s->events[i].kind == MX_EV_REJECTED)
@@ -402,7 +335,7 @@ static const mx_event *rejection(const struct sequencer *s)
     return NULL;
 }
 
-static void refuse_engine(struct tx_reply *out, const mx_event *ev, const char *what)
+void seq_refuse_engine(struct tx_reply *out, const mx_event *ev, const char *what)
 {
     if (ev->reason == MX_R_FULL)
         tx_fail(out, E_BOOK_FULL, NULL, NULL);
@@ -415,19 +348,31 @@ static void refuse_engine(struct tx_reply *out, const mx_event *ev, const char *
 
 /* ---- records ------------------------------------------------------------------------------- */
 
-static uint64_t record(struct sequencer *s, enum cpx_kind kind, json_t *payload,
-                       const struct request *party, struct db_conn *c)
+uint64_t seq_record(struct sequencer *s, enum cpx_kind kind, json_t *payload,
+                    const struct request *party, struct db_conn *c)
 {
     uint64_t seq = 0;
     enum db_status st = records_market(c, &s->b.ledger, kind, payload, party, &seq);
     json_decref(payload);
     if (st != DB_OK)
-        fatal("appending a ledger record", st);
+        seq_fatal("appending a ledger record", st);
     s->b.wrote = true;
     return seq;
 }
 
-static json_t *id_json(const char *prefix, uint64_t id)
+uint64_t seq_record_signed(struct sequencer *s, enum cpx_kind kind, json_t *payload,
+                           const struct cpx_party *party, struct db_conn *c)
+{
+    uint64_t seq = 0;
+    enum db_status st = records_market_signed(c, &s->b.ledger, kind, payload, party, &seq);
+    json_decref(payload);
+    if (st != DB_OK)
+        seq_fatal("appending a ledger record", st);
+    s->b.wrote = true;
+    return seq;
+}
+
+json_t *seq_id_json(const char *prefix, uint64_t id)
 {
     char text[MARKET_ID_MAX];
     market_id_format(text, prefix, id);
@@ -435,12 +380,6 @@ static json_t *id_json(const char *prefix, uint64_t id)
 }
 
 /* ---- applying engine events ---------------------------------------------------------------- */
-
-struct ctx {
-    struct sequencer *s;
-    struct db_conn *c;
-    const struct request *req; /* the command's request (its party), or NULL for an expiry tick */
-};
 
 /* The hold the rest of an order needs now (trading_hold on its remaining quantity), from the
  * terms it was placed with. */
@@ -468,7 +407,7 @@ static void on_fill(struct ctx *x, const mx_event *ev)
     struct live_order *o = u64map_get(&s->orders, bid_id);
     struct live_listing *l = u64map_get(&s->listings, ask_id);
     if (o == NULL || l == NULL)
-        fatal("finding the two sides of a fill", DB_HARD);
+        seq_fatal("finding the two sides of a fill", DB_HARD);
     int64_t value, commission, escrow;
     /* The fee in force, but never more than the order's hold was made for (fees may have been
      * raised by a restart since it was placed). */
@@ -478,12 +417,12 @@ static void on_fill(struct ctx *x, const mx_event *ev)
     if (!money_value(ev->price, ev->tflops, ev->devices, ev->hours, &value) ||
         !money_commission(value, bps, &commission) || !money_add(value, commission, &escrow) ||
         escrow > o->row.v.hold_left)
-        fatal("pricing a fill within its order's hold", DB_HARD);
+        seq_fatal("pricing a fill within its order's hold", DB_HARD);
     uint64_t agr = s->next_agreement++;
     char agr_id[MARKET_ID_MAX];
     market_id_format(agr_id, "agr_", agr);
-    struct account *buyer = account_of(s, o->row.v.buyer);
-    move(s, buyer, ACC_HELD, buyer, ACC_ESCROW, escrow, "fill", agr_id);
+    struct account *buyer = seq_account(s, o->row.v.buyer);
+    seq_move(s, buyer, ACC_HELD, buyer, ACC_ESCROW, escrow, "fill", agr_id);
     o->row.v.hold_left -= escrow;
     o->row.v.filled_devices += ev->devices;
     o->row.v.remaining = bid_takes ? ev->taker_remaining : ev->maker_remaining;
@@ -492,23 +431,23 @@ static void on_fill(struct ctx *x, const mx_event *ev)
      * the rest of its hold returns to available (and all of it when it is done). */
     int64_t need = 0, released = 0;
     if (o->row.v.remaining > 0 && !order_hold_now(o, &need))
-        fatal("pricing the rest of an order", DB_HARD);
+        seq_fatal("pricing the rest of an order", DB_HARD);
     if (o->row.v.hold_left > need) {
         released = o->row.v.hold_left - need;
-        move(s, buyer, ACC_HELD, buyer, ACC_AVAILABLE, released, "release", agr_id);
+        seq_move(s, buyer, ACC_HELD, buyer, ACC_AVAILABLE, released, "release", agr_id);
         o->row.v.hold_left = need;
     }
     json_array_append_new(o->row.agreements, json_string(agr_id));
     dirty_order(s, o);
-    dirty_listing(s, l);
+    seq_dirty_listing(s, l);
 
     const char *precision = market_precisions[ev->precision];
     const char *region = market_regions[ev->region].id;
     const char *maker = bid_takes ? "provider" : "buyer";
     json_t *p = json_object();
     json_object_set_new(p, "id", json_string(agr_id));
-    json_object_set_new(p, "order", id_json("ord_", bid_id));
-    json_object_set_new(p, "listing", id_json("lst_", ask_id));
+    json_object_set_new(p, "order", seq_id_json("ord_", bid_id));
+    json_object_set_new(p, "listing", seq_id_json("lst_", ask_id));
     json_object_set_new(p, "buyer", json_string(o->row.v.buyer));
     json_object_set_new(p, "provider", json_string(l->row.v.provider));
     json_object_set_new(p, "precision", json_string(precision));
@@ -523,26 +462,45 @@ static void on_fill(struct ctx *x, const mx_event *ev)
     json_object_set_new(p, "released_micro", json_integer(released));
     json_object_set_new(p, "maker", json_string(maker));
     json_object_set_new(p, "start", json_integer(ev->start));
-    uint64_t seq = record(s, CPX_KIND_AGREEMENT, p, NULL, x->c);
+    json_object_set_new(p, "commission_bps", json_integer(bps));
+    int64_t deliver_by = (ev->start > s->now ? ev->start : s->now) + s->srv->cfg->delivery_window;
+    json_object_set_new(p, "deliver_by", json_integer(deliver_by));
+    uint64_t seq = seq_record(s, CPX_KIND_AGREEMENT, p, NULL, x->c);
 
     struct strbuf *a = &s->b.agreements;
     strbuf_addf(a, "%" PRIu64 "\t%" PRIu64 "\t%" PRIu64, agr, bid_id, ask_id);
-    copy_text(a, false, o->row.v.buyer);
-    copy_text(a, false, l->row.v.provider);
-    copy_text(a, false, precision);
-    copy_text(a, false, region);
-    copy_i64(a, ev->devices);
-    copy_i64(a, ev->tflops);
-    copy_i64(a, ev->hours);
-    copy_i64(a, ev->price);
-    copy_i64(a, value);
-    copy_i64(a, commission);
-    copy_text(a, false, maker);
-    copy_i64(a, ev->start);
-    copy_text(a, false, l->row.endpoint);
-    copy_i64(a, (int64_t)seq);
-    copy_time(a, s->now);
+    seq_copy_text(a, false, o->row.v.buyer);
+    seq_copy_text(a, false, l->row.v.provider);
+    seq_copy_text(a, false, precision);
+    seq_copy_text(a, false, region);
+    seq_copy_i64(a, ev->devices);
+    seq_copy_i64(a, ev->tflops);
+    seq_copy_i64(a, ev->hours);
+    seq_copy_i64(a, ev->price);
+    seq_copy_i64(a, value);
+    seq_copy_i64(a, commission);
+    seq_copy_text(a, false, maker);
+    seq_copy_i64(a, ev->start);
+    seq_copy_text(a, false, l->row.endpoint);
+    seq_copy_i64(a, (int64_t)seq);
+    seq_copy_time(a, s->now);
+    seq_copy_i64(a, bps);
+    seq_copy_i64(a, deliver_by);
+    seq_copy_i64(a, escrow);
     strbuf_add(a, "\n", 1);
+
+    /* The job goes into the outbox in this same transaction (docs/delivery.md §2). */
+    const json_t *pin = json_object_get(l->row.terms, "endpoint_pin");
+    struct strbuf *d = &s->b.deliveries;
+    strbuf_addf(d, "%" PRIu64, agr);
+    seq_copy_text(d, false, l->row.v.provider);
+    seq_copy_text(d, false, l->row.endpoint);
+    seq_copy_text(d, false, json_string_value(pin));
+    seq_copy_time(d, s->now);
+    seq_copy_i64(d, deliver_by);
+    seq_copy_time(d, s->now);
+    strbuf_add(d, "\n", 1);
+    s->b.agreed = true;
 }
 
 /* An order or listing left the book: filled (DONE), cancelled or expired. */
@@ -560,12 +518,12 @@ static void on_close(struct ctx *x, const mx_event *ev)
     if (ev->side == MX_BID) {
         struct live_order *o = u64map_del(&s->orders, ev->id);
         if (o == NULL)
-            fatal("finding a closing order", DB_HARD);
+            seq_fatal("finding a closing order", DB_HARD);
         int64_t released = o->row.v.hold_left;
         char id[MARKET_ID_MAX];
         market_id_format(id, "ord_", ev->id);
-        struct account *buyer = account_of(s, o->row.v.buyer);
-        move(s, buyer, ACC_HELD, buyer, ACC_AVAILABLE, released, "release", id);
+        struct account *buyer = seq_account(s, o->row.v.buyer);
+        seq_move(s, buyer, ACC_HELD, buyer, ACC_AVAILABLE, released, "release", id);
         o->row.v.hold_left = 0;
         o->row.v.status = status;
         o->row.v.remaining = left;
@@ -577,13 +535,13 @@ static void on_close(struct ctx *x, const mx_event *ev)
     } else {
         struct live_listing *l = u64map_del(&s->listings, ev->id);
         if (l == NULL)
-            fatal("finding a closing listing", DB_HARD);
+            seq_fatal("finding a closing listing", DB_HARD);
         l->row.v.status = status;
         l->row.v.remaining = left;
         snprintf(l->row.v.cancel_reason, sizeof l->row.v.cancel_reason, "%s", reason);
         l->closed_at = s->now;
-        dirty_listing(s, l);
-        json_object_set_new(p, "id", id_json("lst_", ev->id));
+        seq_dirty_listing(s, l);
+        json_object_set_new(p, "id", seq_id_json("lst_", ev->id));
     }
     if (status == TRADE_FILLED) {
         json_decref(p); /* a fill's agreement records say it all */
@@ -594,7 +552,7 @@ static void on_close(struct ctx *x, const mx_event *ev)
     /* Only the owner's own cancel carries its signed request; IOC/FOK remainders, self-trade
      * prevention and expiry are the exchange's doing. */
     const struct request *party = ev->reason == MX_R_USER ? x->req : NULL;
-    record(s, CPX_KIND_CANCEL, p, party, x->c);
+    seq_record(s, CPX_KIND_CANCEL, p, party, x->c);
 }
 
 static void on_accepted(struct ctx *x, const mx_event *ev)
@@ -604,32 +562,35 @@ static void on_accepted(struct ctx *x, const mx_event *ev)
     if (ev->side == MX_BID) {
         struct live_order *o = u64map_get(&s->orders, ev->id);
         if (o == NULL)
-            fatal("finding an accepted order", DB_HARD);
-        json_object_set_new(p, "id", id_json("ord_", ev->id));
+            seq_fatal("finding an accepted order", DB_HARD);
+        json_object_set_new(p, "id", seq_id_json("ord_", ev->id));
         json_object_set_new(p, "buyer", json_string(o->row.v.buyer));
         json_object_set_new(p, "client_order_id", json_string(o->row.v.client_order_id));
         json_object_set_new(p, "hold_micro", json_integer(o->row.v.hold));
         json_object_set_new(p, "hold_bps", json_integer(o->row.hold_bps));
         json_object_set(p, "terms", o->row.terms);
-        o->row.v.ledger_seq = record(s, CPX_KIND_ORDER, p, x->req, x->c);
+        o->row.v.ledger_seq = seq_record(s, CPX_KIND_ORDER, p, x->req, x->c);
     } else {
         struct live_listing *l = u64map_get(&s->listings, ev->id);
         if (l == NULL)
-            fatal("finding an accepted listing", DB_HARD);
-        json_object_set_new(p, "id", id_json("lst_", ev->id));
+            seq_fatal("finding an accepted listing", DB_HARD);
+        json_object_set_new(p, "id", seq_id_json("lst_", ev->id));
         json_object_set_new(p, "provider", json_string(l->row.v.provider));
         json_object_set(p, "terms", l->row.terms);
-        l->row.v.ledger_seq = record(s, CPX_KIND_LISTING, p, x->req, x->c);
+        l->row.v.ledger_seq = seq_record(s, CPX_KIND_LISTING, p, x->req, x->c);
     }
 }
 
-static void apply_events(struct ctx *x)
+void seq_apply_events(struct ctx *x)
 {
     struct sequencer *s = x->s;
     for (size_t i = 0; i < s->nevents; i++) {
         const mx_event *ev = &s->events[i];
         switch (ev->kind) {
-        case MX_EV_ACCEPTED: on_accepted(x, ev); break;
+        case MX_EV_ACCEPTED:
+            if (!x->relisting)
+                on_accepted(x, ev);
+            break;
         case MX_EV_FILL: on_fill(x, ev); break;
         case MX_EV_DONE:
         case MX_EV_CANCELLED:
@@ -681,7 +642,7 @@ static void do_order(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
             answer_order(out, 200, &earlier->v);
         return;
     }
-    struct account *a = account_of(s, buyer);
+    struct account *a = seq_account(s, buyer);
     if (a->bal[ACC_AVAILABLE] < in->hold) {
         char need[MONEY_STR_MAX], have[MONEY_STR_MAX];
         money_format(in->hold, need);
@@ -714,15 +675,15 @@ static void do_order(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
         return;
     c.bid.id = s->next_id++;
     c.bid.owner = market_owner_number(buyer);
-    run(s, &c);
-    const mx_event *rej = rejection(s);
+    seq_run(s, &c);
+    const mx_event *rej = seq_rejection(s);
     if (rej != NULL) {
-        refuse_engine(out, rej, "order");
+        seq_refuse_engine(out, rej, "order");
         return;
     }
     struct live_order *o = calloc(1, sizeof *o);
     if (o == NULL || !u64map_put(&s->orders, c.bid.id, o) || !u64map_put(&s->b.placed, k, o))
-        fatal("allocating an order", DB_HARD);
+        seq_fatal("allocating an order", DB_HARD);
     struct order_view *v = &o->row.v;
     v->id = c.bid.id;
     snprintf(v->buyer, sizeof v->buyer, "%s", buyer);
@@ -744,8 +705,8 @@ static void do_order(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
     dirty_order(s, o);
     char id[MARKET_ID_MAX];
     market_id_format(id, "ord_", v->id);
-    move(s, a, ACC_AVAILABLE, a, ACC_HELD, in->hold, "hold", id);
-    apply_events(x);
+    seq_move(s, a, ACC_AVAILABLE, a, ACC_HELD, in->hold, "hold", id);
+    seq_apply_events(x);
     answer_order(out, 201, v);
 }
 
@@ -761,16 +722,17 @@ static void do_listing(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
     c.ask.owner = market_owner_number(provider);
     c.ask.vendor = name_id(s, in->vendor);
     c.ask.model = name_id(s, in->model);
-    run(s, &c);
-    const mx_event *rej = rejection(s);
+    seq_run(s, &c);
+    const mx_event *rej = seq_rejection(s);
     if (rej != NULL) {
-        refuse_engine(out, rej, "listing");
+        seq_refuse_engine(out, rej, "listing");
         return;
     }
     struct live_listing *l = calloc(1, sizeof *l);
     if (l == NULL || !u64map_put(&s->listings, c.ask.id, l))
-        fatal("allocating a listing", DB_HARD);
+        seq_fatal("allocating a listing", DB_HARD);
     struct listing_view *v = &l->row.v;
+    l->ask = c.ask;
     v->id = c.ask.id;
     snprintf(v->provider, sizeof v->provider, "%s", provider);
     l->row.terms = in->terms;
@@ -784,8 +746,8 @@ static void do_listing(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
     v->status = TRADE_OPEN;
     v->created_at = s->now;
     l->is_new = true;
-    dirty_listing(s, l);
-    apply_events(x);
+    seq_dirty_listing(s, l);
+    seq_apply_events(x);
     tx_ok(out, 201, listing_json(v));
 }
 
@@ -807,13 +769,13 @@ static void do_cancel(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
         return;
     }
     mx_command c = { .kind = MX_CMD_CANCEL, .id = id };
-    run(s, &c);
-    const mx_event *rej = rejection(s);
+    seq_run(s, &c);
+    const mx_event *rej = seq_rejection(s);
     if (rej != NULL) { /* cannot happen: it was resting; answer as the engine says */
-        refuse_engine(out, rej, "cancel");
+        seq_refuse_engine(out, rej, "cancel");
         return;
     }
-    apply_events(x); /* o / l stay valid until the batch is done (they are dirty) */
+    seq_apply_events(x); /* o / l stay valid until the batch is done (they are dirty) */
     if (o != NULL)
         answer_order(out, 200, &o->row.v);
     else
@@ -835,7 +797,7 @@ static bool idem_repeat(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out
     if (st == DB_NO_ROWS)
         return false;
     if (st != DB_OK)
-        fatal("reading an idempotency key", st);
+        seq_fatal("reading an idempotency key", st);
     if (memcmp(hash, cmd->idem_hash, 32) != 0)
         tx_fail(out, E_IDEMPOTENCY_KEY_REUSED, NULL, NULL);
     else
@@ -855,18 +817,18 @@ static void idem_store(struct ctx *x, struct seq_cmd *cmd, const struct tx_reply
                              : DB_HARD;
     free(text);
     if (st != DB_OK)
-        fatal("storing an idempotency key", st);
+        seq_fatal("storing an idempotency key", st);
 }
 
 static void do_deposit(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
 {
     struct sequencer *s = x->s;
-    struct account *to = account_of(s, cmd->deposit.account);
+    struct account *to = seq_account(s, cmd->deposit.account);
     if (to->bal[ACC_AVAILABLE] > INT64_MAX - cmd->deposit.amount) {
         tx_fail(out, E_INVALID_FIELD, "amount", "The deposit would overflow the account.");
         return;
     }
-    struct account *ext = account_of(s, EXCHANGE_ACCOUNT);
+    struct account *ext = seq_account(s, EXCHANGE_ACCOUNT);
     if (ext->bal[ACC_EXTERNAL] < INT64_MIN + cmd->deposit.amount) {
         tx_fail(out, E_INVALID_FIELD, "amount", "The exchange's deposits would overflow.");
         return;
@@ -874,10 +836,10 @@ static void do_deposit(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
     json_t *p = json_object();
     json_object_set_new(p, "account", json_string(to->owner));
     json_object_set_new(p, "amount_micro", json_integer(cmd->deposit.amount));
-    uint64_t seq = record(s, CPX_KIND_DEPOSIT, p, cmd->req, x->c);
+    uint64_t seq = seq_record(s, CPX_KIND_DEPOSIT, p, cmd->req, x->c);
     char ref[32];
     snprintf(ref, sizeof ref, "dep_%" PRIu64, seq);
-    move(s, ext, ACC_EXTERNAL, to, ACC_AVAILABLE, cmd->deposit.amount, "deposit", ref);
+    seq_move(s, ext, ACC_EXTERNAL, to, ACC_AVAILABLE, cmd->deposit.amount, "deposit", ref);
     json_t *body = json_object();
     json_object_set_new(body, "account", account_json(to->owner, to->bal));
     json_object_set_new(body, "ledger_seq", json_integer((json_int_t)seq));
@@ -923,6 +885,8 @@ static enum db_status check_signatures(struct sequencer *s, struct db_conn *c)
     array_open(&exp);
     for (size_t i = 0; i < s->b.n; i++) {
         struct request *req = s->b.cmds[i]->req;
+        if (req == NULL)
+            continue; /* internal: signed by no one */
         char hex[33];
         cpx_hex_encode(req->auth.sig, 16, hex);
         array_add(&sigs, hex);
@@ -942,15 +906,19 @@ static enum db_status check_signatures(struct sequencer *s, struct db_conn *c)
          * refused the second). */
         struct u64map by_sig = { 0 };
         bool *fresh = calloc(s->b.n ? s->b.n : 1, sizeof *fresh);
-        for (size_t i = 0; fresh && i < s->b.n; i++)
-            if (!u64map_put(&by_sig, bytes_key(s->b.cmds[i]->req->auth.sig), (void *)(i + 1)))
+        for (size_t i = 0; fresh && i < s->b.n; i++) {
+            if (s->b.cmds[i]->req == NULL)
+                fresh[i] = true;
+            else if (!u64map_put(&by_sig, bytes_key(s->b.cmds[i]->req->auth.sig), (void *)(i + 1)))
                 st = DB_HARD;
+        }
         for (int row = 0; fresh && row < PQntuples(r); row++) {
             uint8_t got[16];
             if (!cpx_hex_decode(PQgetvalue(r, row, 0), 32, got, sizeof got))
                 continue;
             uintptr_t i = (uintptr_t)u64map_get(&by_sig, bytes_key(got));
-            if (i != 0 && memcmp(s->b.cmds[i - 1]->req->auth.sig, got, sizeof got) == 0)
+            if (i != 0 && s->b.cmds[i - 1]->req != NULL &&
+                memcmp(s->b.cmds[i - 1]->req->auth.sig, got, sizeof got) == 0)
                 fresh[i - 1] = true;
         }
         if (fresh == NULL)
@@ -977,7 +945,8 @@ static enum db_status check_callers(struct sequencer *s, struct db_conn *c)
     struct strbuf ids = { 0 };
     array_open(&ids);
     for (size_t i = 0; i < s->b.n; i++)
-        array_add(&ids, s->b.cmds[i]->req->caller.id);
+        if (s->b.cmds[i]->req != NULL)
+            array_add(&ids, s->b.cmds[i]->req->caller.id);
     array_close(&ids);
     if (ids.failed)
         return DB_HARD;
@@ -992,6 +961,8 @@ static enum db_status check_callers(struct sequencer *s, struct db_conn *c)
         if (!u64map_put(&rows, text_key(PQgetvalue(r, row, 0)), (void *)(uintptr_t)(row + 1)))
             st = DB_HARD;
     for (size_t i = 0; st == DB_OK && i < s->b.n; i++) {
+        if (s->b.cmds[i]->req == NULL)
+            continue;
         const struct identity *caller = &s->b.cmds[i]->req->caller;
         int row = (int)(uintptr_t)u64map_get(&rows, text_key(caller->id)) - 1;
         if (row >= 0 && strcmp(PQgetvalue(r, row, 0), caller->id) != 0) /* two ids, one hash */
@@ -1083,21 +1054,21 @@ static void order_copy_row(struct strbuf *b, const struct live_order *o)
     cpx_hex_encode(o->row.body_sha256, 32, hash);
     const json_t *prec = json_object_get(o->row.terms, "precision");
     strbuf_addf(b, "%" PRIu64, v->id);
-    copy_text(b, false, v->buyer);
-    copy_text(b, false, v->client_order_id);
+    seq_copy_text(b, false, v->buyer);
+    seq_copy_text(b, false, v->client_order_id);
     strbuf_addf(b, "\t\\\\x%s", hash);
-    copy_text(b, false, spec ? spec : "{}");
-    copy_text(b, false, json_is_string(prec) ? json_string_value(prec) : "");
-    copy_i64(b, v->remaining);
-    copy_i64(b, v->filled_devices);
-    copy_i64(b, v->hold);
-    copy_i64(b, v->hold_left);
-    copy_i64(b, o->row.hold_bps);
-    copy_text(b, false, trade_status_names[v->status]);
-    copy_text(b, false, v->cancel_reason[0] ? v->cancel_reason : NULL);
-    copy_i64(b, (int64_t)v->ledger_seq);
-    copy_time(b, v->created_at);
-    copy_time(b, o->closed_at);
+    seq_copy_text(b, false, spec ? spec : "{}");
+    seq_copy_text(b, false, json_is_string(prec) ? json_string_value(prec) : "");
+    seq_copy_i64(b, v->remaining);
+    seq_copy_i64(b, v->filled_devices);
+    seq_copy_i64(b, v->hold);
+    seq_copy_i64(b, v->hold_left);
+    seq_copy_i64(b, o->row.hold_bps);
+    seq_copy_text(b, false, trade_status_names[v->status]);
+    seq_copy_text(b, false, v->cancel_reason[0] ? v->cancel_reason : NULL);
+    seq_copy_i64(b, (int64_t)v->ledger_seq);
+    seq_copy_time(b, v->created_at);
+    seq_copy_time(b, o->closed_at);
     strbuf_add(b, "\n", 1);
     if (spec == NULL)
         b->failed = true;
@@ -1108,18 +1079,23 @@ static void listing_copy_row(struct strbuf *b, const struct live_listing *l)
     const struct listing_view *v = &l->row.v;
     const char *spec = l->terms_text;
     strbuf_addf(b, "%" PRIu64, v->id);
-    copy_text(b, false, v->provider);
-    copy_text(b, false, spec ? spec : "{}");
-    copy_text(b, false, l->row.region);
-    copy_i64(b, v->devices);
-    copy_i64(b, v->remaining);
-    copy_text(b, false, trade_status_names[v->status]);
-    copy_text(b, false, v->cancel_reason[0] ? v->cancel_reason : NULL);
-    copy_i64(b, (int64_t)v->ledger_seq);
-    copy_time(b, v->created_at);
-    copy_time(b, l->closed_at);
-    strbuf_add(b, "\n", 1);
-    if (spec == NULL)
+    seq_copy_text(b, false, v->provider);
+    seq_copy_text(b, false, spec ? spec : "{}");
+    seq_copy_text(b, false, l->row.region);
+    seq_copy_i64(b, v->devices);
+    seq_copy_i64(b, v->remaining);
+    seq_copy_text(b, false, trade_status_names[v->status]);
+    seq_copy_text(b, false, v->cancel_reason[0] ? v->cancel_reason : NULL);
+    seq_copy_i64(b, (int64_t)v->ledger_seq);
+    seq_copy_time(b, v->created_at);
+    seq_copy_time(b, l->closed_at);
+    mx_command ask = { .kind = MX_CMD_ASK, .ask = l->ask };
+    uint8_t bin[MX_COMMAND_MAX_BYTES];
+    char hex[2 * MX_COMMAND_MAX_BYTES + 1];
+    size_t len = mx_encode_command(&ask, bin, sizeof bin);
+    cpx_hex_encode(bin, len, hex);
+    strbuf_addf(b, "\t\\\\x%s\n", hex);
+    if (spec == NULL || len == 0)
         b->failed = true;
 }
 
@@ -1230,7 +1206,7 @@ static enum db_status write_batch(struct sequencer *s, struct db_conn *c)
     if (st == DB_OK)
         st = copy_rows(c, "listings_copy",
                        "COPY listings (id, provider, spec, region, devices, remaining, status, "
-                       "cancel_reason, ledger_seq, created_at, closed_at) FROM STDIN",
+                       "cancel_reason, ledger_seq, created_at, closed_at, ask) FROM STDIN",
                        &b->new_listings);
     if (st == DB_OK)
         st = copy_rows(
@@ -1245,8 +1221,14 @@ static enum db_status write_batch(struct sequencer *s, struct db_conn *c)
         st = copy_rows(c, "agreements_copy",
                        "COPY agreements (id, order_id, listing_id, buyer, provider, precision, "
                        "region, devices, tflops, hours, price, value, commission, maker, start_at, "
-                       "endpoint, ledger_seq, created_at) FROM STDIN",
+                       "endpoint, ledger_seq, created_at, commission_bps, deliver_by, "
+                       "escrow_left) FROM STDIN",
                        &b->agreements);
+    if (st == DB_OK)
+        st = copy_rows(c, "deliveries_copy",
+                       "COPY deliveries (agreement_id, provider, endpoint, endpoint_pin, "
+                       "next_attempt_at, deliver_by, created_at) FROM STDIN",
+                       &b->deliveries);
     if (st == DB_OK)
         st = copy_rows(c, "entries_copy",
                        "COPY entries (id, batch, from_owner, from_kind, to_owner, to_kind, amount, "
@@ -1305,6 +1287,8 @@ static void batch_reset(struct sequencer *s)
     strbuf_reset(&b->entries);
     strbuf_reset(&b->new_orders);
     strbuf_reset(&b->new_listings);
+    strbuf_reset(&b->deliveries);
+    b->agreed = false;
     u64map_free(&b->placed);
     u64map_each(&b->repeats, free_repeat, NULL);
     u64map_free(&b->repeats);
@@ -1328,6 +1312,18 @@ static void answer_all(struct sequencer *s)
     for (size_t i = 0; i < s->b.n; i++) {
         struct seq_cmd *cmd = s->b.cmds[i];
         struct tx_reply *out = &s->b.out[i];
+        if (cmd->req == NULL) { /* internal: its caller waits, and owns cmd */
+            struct seq_waiter *w = cmd->waiter;
+            pthread_mutex_lock(&w->mu);
+            w->status = out->failed ? err_info(out->error)->status : out->status;
+            snprintf(w->message, sizeof w->message, "%s", out->message);
+            w->done = true;
+            pthread_cond_signal(&w->done_cv);
+            pthread_mutex_unlock(&w->mu);
+            json_decref(out->body);
+            out->body = NULL;
+            continue;
+        }
         if (out->failed)
             reply_error(cmd->req, out->error, out->field, out->message[0] ? "%s" : NULL,
                         out->message);
@@ -1405,10 +1401,19 @@ static void run_batch(struct sequencer *s)
     s->nevents = 0;
     mx_apply(s->engine, &expire);
     if (s->events_failed)
-        fatal("recording engine events", DB_HARD);
+        seq_fatal("recording engine events", DB_HARD);
     if (s->nevents > 0) {
         journal(s, &expire);
-        apply_events(&x);
+        seq_apply_events(&x);
+    }
+    if (!s->fees_recorded) {
+        if (seq_record_fees(s, c) != DB_OK)
+            seq_fatal("recording the fee schedule", DB_HARD);
+        s->fees_recorded = true;
+    }
+    if (s->now > s->books_checked_at) { /* bills due, agreements ended: once a second */
+        s->books_checked_at = s->now;
+        seq_books_tick(&x);
     }
     for (size_t i = 0; i < b->n; i++) {
         struct seq_cmd *cmd = b->cmds[i];
@@ -1422,6 +1427,11 @@ static void run_batch(struct sequencer *s)
         case SEQ_LISTING: do_listing(&x, cmd, &b->out[i]); break;
         case SEQ_CANCEL: do_cancel(&x, cmd, &b->out[i]); break;
         case SEQ_DEPOSIT: do_deposit(&x, cmd, &b->out[i]); break;
+        case SEQ_USAGE: seq_do_usage(&x, cmd, &b->out[i]); break;
+        case SEQ_DISPUTE: seq_do_dispute(&x, cmd, &b->out[i]); break;
+        case SEQ_RESOLVE: seq_do_resolve(&x, cmd, &b->out[i]); break;
+        case SEQ_ACCEPT: seq_do_accept(&x, cmd, &b->out[i]); break;
+        case SEQ_UNDELIVERABLE: seq_do_undeliverable(&x, cmd, &b->out[i]); break;
         }
         idem_store(&x, cmd, &b->out[i]);
     }
@@ -1431,11 +1441,11 @@ static void run_batch(struct sequencer *s)
     if (changed || b->n > 0) {
         st = write_batch(s, c);
         if (st != DB_OK)
-            fatal("writing the batch", st);
+            seq_fatal("writing the batch", st);
         t3 = mono_ns();
         st = db_exec(c, "COMMIT");
         if (st != DB_OK)
-            fatal("COMMIT", st);
+            seq_fatal("COMMIT", st);
         metrics_ledger_committed(srv->metrics, b->ledger.nrows, b->ledger.range.size, now_us());
         s->batch_id++;
     } else {
@@ -1453,6 +1463,8 @@ static void run_batch(struct sequencer *s)
      * answer. */
     if (changed)
         market_snapshot_publish(&srv->snapshot, s->engine);
+    if (b->agreed && s->on_agreements != NULL)
+        s->on_agreements(s->on_agreements_arg);
     batch_reset(s);
     answer_all(s);
 }
@@ -1556,6 +1568,48 @@ void sequencer_submit(struct sequencer *s, struct seq_cmd *cmd)
     pthread_mutex_unlock(&s->mu);
 }
 
+int sequencer_call(struct sequencer *s, struct seq_cmd *cmd, char *msg, size_t msg_cap)
+{
+    struct seq_waiter w = { .status = 503 };
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.done_cv, NULL);
+    cmd->req = NULL;
+    cmd->waiter = &w;
+    cmd->next = NULL;
+    pthread_mutex_lock(&s->mu);
+    bool queued = s->running && !s->stop;
+    if (queued) {
+        s->queued++;
+        if (s->tail != NULL)
+            s->tail->next = cmd;
+        else
+            s->head = cmd;
+        s->tail = cmd;
+        pthread_cond_signal(&s->wake);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (queued) {
+        pthread_mutex_lock(&w.mu);
+        while (!w.done)
+            pthread_cond_wait(&w.done_cv, &w.mu);
+        pthread_mutex_unlock(&w.mu);
+    } else {
+        snprintf(w.message, sizeof w.message, "the sequencer is not running");
+    }
+    snprintf(msg, msg_cap, "%s", w.message);
+    pthread_cond_destroy(&w.done_cv);
+    pthread_mutex_destroy(&w.mu);
+    return w.status;
+}
+
+void sequencer_on_agreements(struct sequencer *s, void (*fn)(void *), void *arg)
+{
+    pthread_mutex_lock(&s->mu);
+    s->on_agreements = fn;
+    s->on_agreements_arg = arg;
+    pthread_mutex_unlock(&s->mu);
+}
+
 void sequencer_fees(const struct sequencer *s, int64_t *maker_bps, int64_t *taker_bps)
 {
     *maker_bps = s->maker_bps;
@@ -1592,11 +1646,15 @@ static bool load_tables(struct sequencer *s, struct db_conn *c, char **err)
     if (db_query(c, "seq_accounts", 0, NULL, &r) != DB_OK)
         return refuse(err, "cannot read accounts");
     for (int i = 0; i < PQntuples(r); i++) {
-        struct account *a = account_of(s, PQgetvalue(r, i, 0));
+        struct account *a = seq_account(s, PQgetvalue(r, i, 0));
         for (int k = 0; k < ACC_NKINDS; k++)
             if (strcmp(PQgetvalue(r, i, 1), account_kind_names[k]) == 0)
                 a->bal[k] = db_get_i64(r, i, 2);
     }
+    PQclear(r);
+    if (db_query(c, "dlv_usage_max", 0, NULL, &r) != DB_OK)
+        return refuse(err, "cannot read usage_reports");
+    s->next_usage = (uint64_t)db_get_i64(r, 0, 0) + 1;
     PQclear(r);
     if (db_query(c, "seq_entries_max", 0, NULL, &r) != DB_OK)
         return refuse(err, "cannot read entries");

@@ -16,14 +16,26 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "ledger/record.h"
 #include "matching/matching.h"
 #include "server/trading.h"
 
 struct request;
 struct server;
 struct sequencer;
+struct seq_waiter;
 
-enum seq_op { SEQ_LISTING = 1, SEQ_ORDER, SEQ_CANCEL, SEQ_DEPOSIT };
+enum seq_op {
+    SEQ_LISTING = 1,
+    SEQ_ORDER,
+    SEQ_CANCEL,
+    SEQ_DEPOSIT,
+    SEQ_USAGE,         /* a provider's usage report: usage, bill, commission (docs/delivery.md) */
+    SEQ_DISPUTE,       /* a buyer disputes a bill */
+    SEQ_RESOLVE,       /* an operator resolves a dispute */
+    SEQ_ACCEPT,        /* internal: the dispatcher got the provider's signed acceptance */
+    SEQ_UNDELIVERABLE, /* internal: a job was not accepted by its deadline */
+};
 
 #define MARKET_NAME_MAX 98 /* "vendor/model" and its NUL */
 
@@ -60,7 +72,28 @@ struct seq_deposit {
     int64_t amount;           /* micro-CNY, > 0 */
 };
 
-/* One command. The request stays suspended until the sequencer answers it. */
+struct seq_usage {
+    uint64_t agreement;
+    int64_t start, end;     /* the period, unix seconds */
+    int64_t device_seconds; /* >= 0 */
+};
+
+#define BILL_TEXT_MAX 500 /* a dispute's reason, a resolution's note: bytes */
+
+struct seq_bill_op {
+    uint64_t bill;
+    char text[BILL_TEXT_MAX + 1]; /* reason (dispute) or note (resolution) */
+    bool refund;                  /* resolution: refund rather than pay */
+};
+
+/* The dispatcher's report on an agreement's delivery. */
+struct seq_delivery {
+    uint64_t agreement;
+    struct cpx_party party; /* SEQ_ACCEPT: the provider's signed acceptance (body owned) */
+};
+
+/* One command. The request stays suspended until the sequencer answers it; an internal command
+ * (req NULL, from the dispatcher) is waited for with sequencer_call. */
 struct seq_cmd {
     enum seq_op op;
     struct request *req;
@@ -68,9 +101,13 @@ struct seq_cmd {
     struct seq_order order;
     struct seq_cancel cancel;
     struct seq_deposit deposit;
-    const char *idem_key;  /* Idempotency-Key (the request's header) of a listing or deposit */
-    uint8_t idem_hash[32]; /* the request's digest for it */
-    struct seq_cmd *next;  /* queue link */
+    struct seq_usage usage;
+    struct seq_bill_op bill;
+    struct seq_delivery delivery;
+    struct seq_waiter *waiter; /* internal commands */
+    const char *idem_key;      /* Idempotency-Key (the request's header) of a listing or deposit */
+    uint8_t idem_hash[32];     /* the request's digest for it */
+    struct seq_cmd *next;      /* queue link */
 };
 
 /* A zeroed command for req (NULL when out of memory). */
@@ -96,6 +133,16 @@ void sequencer_free(struct sequencer *s);
  * request is answered 503 at once.
  */
 void sequencer_submit(struct sequencer *s, struct seq_cmd *cmd);
+
+/*
+ * Runs an internal command (req NULL; the caller keeps ownership of cmd) and waits until its
+ * batch committed. Returns the HTTP-like status of the outcome (200 done, 409 nothing to do,
+ * 503 the sequencer is not running or the database failed) and copies its message into msg.
+ */
+int sequencer_call(struct sequencer *s, struct seq_cmd *cmd, char *msg, size_t msg_cap);
+
+/* Wakes the dispatchers (a batch made agreements); set by the dispatcher at its start. */
+void sequencer_on_agreements(struct sequencer *s, void (*fn)(void *), void *arg);
 
 /* The fee schedule in force. */
 void sequencer_fees(const struct sequencer *s, int64_t *maker_bps, int64_t *taker_bps);

@@ -3,6 +3,7 @@
  * cache, the HTTPS listener and the maintenance thread. See server.h.
  */
 #include "server/server.h"
+#include "server/dispatcher.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -358,6 +359,11 @@ int server_start(struct server *srv, const struct config *cfg)
         free(err);
         goto fail;
     }
+    srv->dispatcher = dispatcher_start(srv);
+    if (srv->dispatcher == NULL) {
+        log_error("out of memory");
+        goto fail;
+    }
     if (!http_start(srv))
         goto fail;
     if (cfg->port_file != NULL && write_port_file(cfg->port_file, srv->port) != 0)
@@ -380,6 +386,8 @@ void server_stop(struct server *srv)
         pthread_join(srv->maint_thread, NULL);
         srv->maint_running = false;
     }
+    dispatcher_stop(srv->dispatcher); /* before the sequencer: it waits on it */
+    srv->dispatcher = NULL;
     sequencer_stop(srv->seq); /* answers what is queued; later orders get 503 */
     http_stop(srv);
     sequencer_free(srv->seq);

@@ -23,6 +23,7 @@ struct server {
     struct ledger_signer signer;    /* the exchange's checkpoint key and the ledger's origin */
     pthread_mutex_t ledger_mu;      /* one ledger-appending transaction at a time in this process */
     struct sequencer *seq;          /* the market's single writer */
+    struct dispatcher *dispatcher;  /* delivers agreements' jobs to providers */
     struct market_snapshot snapshot; /* the books as of the last committed batch */
     struct MHD_Daemon *daemon;       /* the HTTPS listener */
     uint16_t port;                   /* port actually bound */

@@ -3,6 +3,8 @@
  */
 #include "server/trading.h"
 
+#include <string.h>
+
 #include "matching/matching.h"
 #include "server/market.h"
 #include "server/money.h"
@@ -97,4 +99,12 @@ const char *trading_cancel_reason(unsigned reason)
     case MX_R_EXPIRED: return "expired";
     default: return "engine";
     }
+}
+
+int account_kind_index(const char *name)
+{
+    for (int k = 0; k < ACC_NKINDS; k++)
+        if (strcmp(account_kind_names[k], name) == 0)
+            return k;
+    return -1;
 }

@@ -22,6 +22,8 @@ extern const char *const trade_status_names[]; /* "open", "filled", "cancelled",
 /* The accounts of an owner (docs/trading.md §2); names in account_kind_names. */
 enum account_kind { ACC_AVAILABLE, ACC_HELD, ACC_ESCROW, ACC_EXTERNAL, ACC_COMMISSION, ACC_NKINDS };
 extern const char *const account_kind_names[];
+/* The index of an account kind's name, or -1. */
+int account_kind_index(const char *name);
 
 #define EXCHANGE_ACCOUNT "exchange" /* owner of the external and commission accounts */
 
