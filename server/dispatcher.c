@@ -402,11 +402,12 @@ static void deliver(struct dispatcher *d, CURL *curl, const struct job *j, unsig
         free(cmd);
     }
     free((void *)party.body);
-    if (st == 200 || st == 409) { /* 409: accepted (or failed) already */
+    if (st == 200) {
         attempt_done(d, j, started, status, "accepted", NULL, 0);
         log_info("dispatcher: agr %" PRIu64 " accepted by %s", j->agreement, j->provider);
-    } else {
-        attempt_done(d, j, started, status, "failed", "the exchange could not record it",
+    } else { /* 409: it failed meanwhile (the row is closed); else the exchange is in trouble */
+        attempt_done(d, j, started, status, "failed",
+                     st == 409 ? msg : "the exchange could not record the acceptance",
                      now + 1 + backoff(d, j->attempt, rnd));
     }
 }

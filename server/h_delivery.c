@@ -25,12 +25,14 @@
 
 struct usage_req {
     int64_t start, end, device_seconds;
+    bool final;
 };
 
 static const struct spec usage_spec[] = {
     SPEC_TIME("period_start", struct usage_req, start, true),
     SPEC_TIME("period_end", struct usage_req, end, true),
     SPEC_INT("device_seconds", struct usage_req, device_seconds, true, 0, INT64_C(1) << 53),
+    SPEC_BOOL("final", struct usage_req, final, false),
     SPEC_END,
 };
 
@@ -43,7 +45,7 @@ void h_usage_report(struct request *req)
         reply_error(req, E_AGREEMENT_NOT_FOUND, NULL, NULL);
         return;
     }
-    struct usage_req r = { TIME_ABSENT, TIME_ABSENT, 0 };
+    struct usage_req r = { TIME_ABSENT, TIME_ABSENT, 0, false };
     if (!request_parse(req, usage_spec, &r))
         return;
     struct seq_cmd *cmd = seq_cmd_new(SEQ_USAGE, req);
@@ -53,6 +55,7 @@ void h_usage_report(struct request *req)
     }
     cmd->usage.agreement = agreement;
     cmd->usage.device_seconds = r.device_seconds;
+    cmd->usage.final = r.final;
     if (!market_whole_seconds(req, "period_start", r.start, &cmd->usage.start) ||
         !market_whole_seconds(req, "period_end", r.end, &cmd->usage.end) ||
         !tx_idempotency_key(req, &cmd->idem_key, cmd->idem_hash)) {

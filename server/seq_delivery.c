@@ -139,9 +139,12 @@ void seq_do_accept(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
         tx_fail(out, E_AGREEMENT_NOT_FOUND, NULL, NULL);
         return;
     }
+    if (strcmp(a.status, "active") == 0 || strcmp(a.status, "completed") == 0) {
+        tx_ok(out, 200, json_object()); /* a retry whose first answer was lost: nothing to do */
+        return;
+    }
     if (strcmp(a.status, "pending_delivery") != 0) {
-        /* a retry whose first answer was lost: accepted already (or failed meanwhile) */
-        tx_fail(out, E_INVALID_STATE, NULL, "The agreement is %s.", a.status);
+        tx_fail(out, E_INVALID_STATE, NULL, "The agreement has %s.", a.status);
         return;
     }
     a.started_at = s->now;
@@ -299,9 +302,10 @@ void seq_do_usage(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
     if (!money_usage(a.price, a.tflops, u->device_seconds, &amount) ||
         amount > a.escrow_left - a.reserved)
         seq_fatal("pricing usage within its agreement's escrow", DB_HARD);
+    seq_fees_in_force(x);
     int64_t commission = bill_commission(s, &a, amount);
     uint64_t n = s->next_usage++;
-    bool final = u->end == a.ends_at;
+    bool final = u->final || u->end == a.ends_at; /* the job finished, or the time is up */
     int64_t dispute_until = s->now + s->srv->cfg->dispute_window;
 
     json_t *p = json_object();
@@ -310,6 +314,7 @@ void seq_do_usage(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
     json_object_set_new(p, "period_start", json_integer(u->start));
     json_object_set_new(p, "period_end", json_integer(u->end));
     json_object_set_new(p, "device_seconds", json_integer(u->device_seconds));
+    json_object_set_new(p, "final", json_boolean(final));
     uint64_t usage_seq = seq_record(s, CPX_KIND_USAGE, p, cmd->req, x->c);
     p = json_object();
     json_object_set_new(p, "id", seq_id_json("bil_", n));
@@ -476,13 +481,16 @@ void seq_books_tick(struct ctx *x)
 
 /* ---- the fee schedule ---------------------------------------------------------------------- */
 
-enum db_status seq_record_fees(struct sequencer *s, struct db_conn *c)
+void seq_fees_in_force(struct ctx *x)
 {
+    struct sequencer *s = x->s;
+    if (s->fees_recorded)
+        return;
     const struct config *cfg = s->srv->cfg;
     PGresult *r;
-    enum db_status st = db_query(c, "dlv_fees_last", 0, NULL, &r);
+    enum db_status st = db_query(x->c, "dlv_fees_last", 0, NULL, &r);
     if (st != DB_OK)
-        return st;
+        seq_fatal("reading the fee schedule in force", st);
     bool same = false;
     if (PQntuples(r) == 1) {
         json_t *last = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
@@ -493,12 +501,12 @@ enum db_status seq_record_fees(struct sequencer *s, struct db_conn *c)
         json_decref(last);
     }
     PQclear(r);
+    s->fees_recorded = true;
     if (same)
-        return DB_OK;
+        return;
     json_t *p = json_object();
     json_object_set_new(p, "maker_bps", json_integer(s->maker_bps));
     json_object_set_new(p, "taker_bps", json_integer(s->taker_bps));
     json_object_set_new(p, "minimum_micro", json_integer(cfg->fee_min_micro));
-    seq_record(s, CPX_KIND_FEE_SCHEDULE, p, NULL, c);
-    return DB_OK;
+    seq_record(s, CPX_KIND_FEE_SCHEDULE, p, NULL, x->c);
 }

@@ -418,6 +418,7 @@ static void on_fill(struct ctx *x, const mx_event *ev)
         !money_commission(value, bps, &commission) || !money_add(value, commission, &escrow) ||
         escrow > o->row.v.hold_left)
         seq_fatal("pricing a fill within its order's hold", DB_HARD);
+    seq_fees_in_force(x);
     uint64_t agr = s->next_agreement++;
     char agr_id[MARKET_ID_MAX];
     market_id_format(agr_id, "agr_", agr);
@@ -1406,11 +1407,6 @@ static void run_batch(struct sequencer *s)
         journal(s, &expire);
         seq_apply_events(&x);
     }
-    if (!s->fees_recorded) {
-        if (seq_record_fees(s, c) != DB_OK)
-            seq_fatal("recording the fee schedule", DB_HARD);
-        s->fees_recorded = true;
-    }
     if (s->now > s->books_checked_at) { /* bills due, agreements ended: once a second */
         s->books_checked_at = s->now;
         seq_books_tick(&x);
@@ -1889,6 +1885,9 @@ struct sequencer *sequencer_start(struct server *srv, char **err)
         return NULL;
     }
     market_snapshot_publish(&srv->snapshot, s->engine);
+    /* One empty batch before serving: whatever fell due while cpxd was down (bills, ends of
+     * agreements) comes before any request's records. */
+    run_batch(s);
     s->running = true;
     if (pthread_create(&s->thread, NULL, thread_main, s) != 0) {
         *err = strdup("cannot start the sequencer thread");

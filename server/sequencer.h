@@ -76,6 +76,7 @@ struct seq_usage {
     uint64_t agreement;
     int64_t start, end;     /* the period, unix seconds */
     int64_t device_seconds; /* >= 0 */
+    bool final;             /* the provider declares the job finished: the agreement ends */
 };
 
 #define BILL_TEXT_MAX 500 /* a dispute's reason, a resolution's note: bytes */

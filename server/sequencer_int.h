@@ -148,7 +148,8 @@ void seq_do_dispute(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out);
 void seq_do_resolve(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out);
 /* Settles bills whose dispute window passed and completes agreements past their usage grace. */
 void seq_books_tick(struct ctx *x);
-/* Appends the fee_schedule record when the schedule differs from the last one recorded. */
-enum db_status seq_record_fees(struct sequencer *s, struct db_conn *c);
+/* Before the first record this process makes that charges a fee (an agreement, a commission):
+ * appends the fee_schedule record when cpxd's schedule differs from the last one recorded. */
+void seq_fees_in_force(struct ctx *x);
 
 #endif
