@@ -107,8 +107,8 @@ const struct db_statement db_delivery_statements[] = {
       "SELECT attempt, extract(epoch FROM started_at)::bigint, duration_ms, http_status, "
       "outcome, error FROM delivery_attempts WHERE agreement_id = $1 ORDER BY attempt",
       1 },
-    /* a statement: balances at $2 (the sum of earlier entries), then the entries until $3 */
-    { "dlv_statement_opening",
+    /* a statement: balances at a time (the sum of earlier entries); the entries of a period */
+    { "dlv_statement_balances",
       "SELECT kind, sum(amount)::bigint FROM (SELECT to_kind AS kind, amount FROM entries "
       "WHERE to_owner = $1 AND created_at < to_timestamp($2) UNION ALL SELECT from_kind, "
       "-amount FROM entries WHERE from_owner = $1 AND created_at < to_timestamp($2)) m "
@@ -117,7 +117,7 @@ const struct db_statement db_delivery_statements[] = {
     { "dlv_statement_entries",
       "SELECT id, extract(epoch FROM created_at)::bigint, from_owner, from_kind, to_owner, "
       "to_kind, amount, reason, ref FROM entries WHERE (from_owner = $1 OR to_owner = $1) AND "
-      "created_at >= to_timestamp($2) AND created_at < to_timestamp($3) ORDER BY id LIMIT 100000",
+      "created_at >= to_timestamp($2) AND created_at < to_timestamp($3) ORDER BY id LIMIT 100001",
       3 },
     /* the public books, paged by a text cursor */
     { "dlv_audit_bills",

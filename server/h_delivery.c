@@ -272,10 +272,12 @@ void h_deliveries(struct request *req)
 
 /* ---- statements ---------------------------------------------------------------------------- */
 
+#define STATEMENT_MAX 100000 /* entries listed; the balances are always whole */
+
 struct statement_ctx {
     const char *owner;
     int64_t from, to; /* unix seconds, [from, to) */
-    PGresult *opening, *entries;
+    PGresult *opening, *closing, *entries;
 };
 
 static enum db_status statement_fn(struct db_conn *c, void *arg)
@@ -284,19 +286,32 @@ static enum db_status statement_fn(struct db_conn *c, void *arg)
     char from[24], to[24];
     snprintf(from, sizeof from, "%" PRId64, k->from);
     snprintf(to, sizeof to, "%" PRId64, k->to);
-    const char *p[] = { k->owner, from, to };
+    const char *p[] = { k->owner, from, to }, *q[] = { k->owner, to };
     PQclear(k->opening);
+    PQclear(k->closing);
     PQclear(k->entries);
-    k->opening = k->entries = NULL;
-    enum db_status st = db_query(c, "dlv_statement_opening", 2, p, &k->opening);
+    k->opening = k->closing = k->entries = NULL;
+    enum db_status st = db_query(c, "dlv_statement_balances", 2, p, &k->opening);
+    if (st == DB_OK)
+        st = db_query(c, "dlv_statement_balances", 2, q, &k->closing);
     if (st == DB_OK)
         st = db_query(c, "dlv_statement_entries", 3, p, &k->entries);
     return st;
 }
 
+/* Balances by kind from (kind, sum) rows. */
+static void balances_of(const PGresult *r, int64_t out[ACC_NKINDS])
+{
+    for (int i = 0; i < PQntuples(r); i++) {
+        int kind = account_kind_index(PQgetvalue(r, i, 0));
+        if (kind >= 0)
+            out[kind] = db_get_i64(r, i, 1);
+    }
+}
+
 /* One entry as the statement shows it: from the owner's side. */
 static void statement_entry(const PGresult *r, int i, const char *owner, json_t *entries,
-                            struct strbuf *csv, int64_t closing[ACC_NKINDS])
+                            struct strbuf *csv)
 {
     bool out = strcmp(PQgetvalue(r, i, 2), owner) == 0;
     bool in = strcmp(PQgetvalue(r, i, 4), owner) == 0;
@@ -308,9 +323,6 @@ static void statement_entry(const PGresult *r, int i, const char *owner, json_t 
         const char *kind = PQgetvalue(r, i, outgoing ? 3 : 5);
         const char *other = PQgetvalue(r, i, outgoing ? 4 : 2);
         const char *other_kind = PQgetvalue(r, i, outgoing ? 5 : 3);
-        int k = account_kind_index(kind);
-        if (k >= 0)
-            closing[k] += outgoing ? -amount : amount;
         char at[RFC3339_MAX], money[MONEY_STR_MAX];
         format_rfc3339(db_get_i64(r, i, 1) * 1000000, at);
         money_format(amount, money);
@@ -348,31 +360,33 @@ void h_statement(struct request *req)
         }
         *dest[i] = us / 1000000;
     }
+    bool to_given = request_query(req, "to") != NULL;
     const char *format = request_query(req, "format");
     if (format != NULL && strcmp(format, "json") != 0 && strcmp(format, "csv") != 0) {
         reply_error(req, E_INVALID_QUERY, "format", "format must be json or csv.");
         return;
     }
-    enum db_status st = db_run(req->srv->db, statement_fn, &k);
+    /* One snapshot for the three queries, so that no entry lands between them. */
+    enum db_status st = db_transact(req->srv->db, DB_REPEATABLE_READ, statement_fn, &k);
     if (st != DB_OK) {
         PQclear(k.opening);
+        PQclear(k.closing);
         PQclear(k.entries);
         reply_db_error(req, st);
         return;
     }
-    int64_t opening[ACC_NKINDS] = { 0 }, closing[ACC_NKINDS];
-    for (int i = 0; i < PQntuples(k.opening); i++) {
-        int kind = account_kind_index(PQgetvalue(k.opening, i, 0));
-        if (kind >= 0)
-            opening[kind] = db_get_i64(k.opening, i, 1);
-    }
-    memcpy(closing, opening, sizeof closing);
+    int64_t opening[ACC_NKINDS] = { 0 }, closing[ACC_NKINDS] = { 0 };
+    balances_of(k.opening, opening);
+    balances_of(k.closing, closing);
     json_t *entries = json_array();
     struct strbuf csv = { 0 };
     strbuf_addf(&csv, "id,at,account,direction,counterparty,counter_kind,amount,reason,ref\n");
-    for (int i = 0; i < PQntuples(k.entries); i++)
-        statement_entry(k.entries, i, k.owner, entries, &csv, closing);
+    int n = PQntuples(k.entries);
+    bool truncated = n > STATEMENT_MAX;
+    for (int i = 0; i < n && i < STATEMENT_MAX; i++)
+        statement_entry(k.entries, i, k.owner, entries, &csv);
     PQclear(k.opening);
+    PQclear(k.closing);
     PQclear(k.entries);
     if (format != NULL && strcmp(format, "csv") == 0) {
         json_decref(entries);
@@ -397,9 +411,10 @@ void h_statement(struct request *req)
     json_t *body = json_object();
     json_object_set_new(body, "identity", json_string(k.owner));
     json_set_time(body, "from", k.from);
-    json_set_time(body, "to", k.to);
+    json_set_time(body, "to", to_given ? k.to : 0);
     json_object_set_new(body, "accounts", accounts);
     json_object_set_new(body, "entries", entries);
+    json_object_set_new(body, "truncated", json_boolean(truncated));
     reply_json(req, 200, body);
 }
 

@@ -1240,7 +1240,8 @@ void h_fees(struct request *req)
 {
     int64_t maker, taker;
     sequencer_fees(req->srv->seq, &maker, &taker);
-    reply_json(
-        req, 200,
-        json_pack("{s:I, s:I}", "maker_bps", (json_int_t)maker, "taker_bps", (json_int_t)taker));
+    json_t *body =
+        json_pack("{s:I, s:I}", "maker_bps", (json_int_t)maker, "taker_bps", (json_int_t)taker);
+    money_json_set(body, "minimum", req->srv->cfg->fee_min_micro); /* per bill */
+    reply_json(req, 200, body);
 }

@@ -85,6 +85,15 @@ static json_t *bill_answer(struct ctx *x, uint64_t id)
     return o;
 }
 
+/* The answer to a party's request about a bill: the bill, and the seq of the request's record. */
+static json_t *bill_receipt(struct ctx *x, uint64_t id, uint64_t seq)
+{
+    json_t *body = json_object();
+    json_object_set_new(body, "bill", bill_answer(x, id));
+    json_object_set_new(body, "ledger_seq", json_integer((json_int_t)seq));
+    return body;
+}
+
 /* ---- money --------------------------------------------------------------------------------- */
 
 /* A bill's money leaves escrow: the amount to the provider, the commission to the exchange. */
@@ -371,6 +380,7 @@ void seq_do_usage(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
 
     json_t *body = json_object();
     json_object_set_new(body, "usage", seq_id_json("use_", n));
+    json_object_set_new(body, "ledger_seq", json_integer((json_int_t)usage_seq));
     json_object_set_new(body, "bill", bill_answer(x, n));
     tx_ok(out, 201, body);
 }
@@ -397,8 +407,8 @@ void seq_do_dispute(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
     json_t *p = json_object();
     json_object_set_new(p, "bill", seq_id_json("bil_", b.id));
     json_object_set_new(p, "reason", json_string(cmd->bill.text));
-    seq_record(s, CPX_KIND_DISPUTE, p, cmd->req, x->c);
-    tx_ok(out, 200, bill_answer(x, b.id));
+    uint64_t seq = seq_record(s, CPX_KIND_DISPUTE, p, cmd->req, x->c);
+    tx_ok(out, 200, bill_receipt(x, b.id, seq));
 }
 
 void seq_do_resolve(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
@@ -423,7 +433,7 @@ void seq_do_resolve(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
     json_object_set_new(p, "outcome", json_string(cmd->bill.refund ? "refund" : "pay"));
     json_object_set_new(p, "note", json_string(cmd->bill.text));
     json_object_set_new(p, "refunded_micro", json_integer(refunded));
-    seq_record(s, CPX_KIND_RESOLUTION, p, cmd->req, x->c);
+    uint64_t seq = seq_record(s, CPX_KIND_RESOLUTION, p, cmd->req, x->c);
     if (cmd->bill.refund) {
         char ref[MARKET_ID_MAX];
         market_id_format(ref, "bil_", b.id);
@@ -437,7 +447,7 @@ void seq_do_resolve(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
         settle(x, &a, &b);
     }
     agreement_store(x, &a);
-    tx_ok(out, 200, bill_answer(x, b.id));
+    tx_ok(out, 200, bill_receipt(x, b.id, seq));
 }
 
 /* ---- time ---------------------------------------------------------------------------------- */

@@ -404,6 +404,7 @@ const struct cli_flag usage_flags[] = {
       "start of the metered period (RFC 3339); it names the report, so a repeat reports once" },
     { "to", true, "end of the metered period (RFC 3339; the agreement's end: the final report)" },
     { "device-seconds", true, "device-seconds used in the period (at most devices x its length)" },
+    { "final", false, "the job is finished: the agreement ends with this report" },
     { NULL, false, NULL },
 };
 
@@ -413,7 +414,7 @@ static void print_usage(const json_t *u)
     json_t *bill = json_object_get(u, "bill");
     if (json_is_object(bill)) {
         char seq[24];
-        line("usage", "%s", str_of(u, "id"));
+        line("usage", "%s", str_of(u, "usage"));
         if (has(u, "ledger_seq"))
             line("ledger_seq", "%s", text_of(u, "ledger_seq", seq, sizeof seq));
         print_bill(bill);
@@ -427,7 +428,9 @@ int cmd_usage(struct ctx *c, const struct cli_flag *flags, const struct cli_args
     const char *from = cli_get(flags, a, "from"), *to = cli_get(flags, a, "to");
     const char *ds = cli_get(flags, a, "device-seconds");
     if (a->nargs != 1 || !word_ok(a->args[0]) || from == NULL || to == NULL || ds == NULL) {
-        fprintf(stderr, "usage: cpx usage AGREEMENT_ID --from TIME --to TIME --device-seconds N\n");
+        fprintf(
+            stderr,
+            "usage: cpx usage AGREEMENT_ID --from TIME --to TIME --device-seconds N [--final]\n");
         return 2;
     }
     long long start, end;
@@ -443,6 +446,8 @@ int cmd_usage(struct ctx *c, const struct cli_flag *flags, const struct cli_args
     }
     json_t *body = json_pack("{s:s, s:s, s:I}", "period_start", from, "period_end", to,
                              "device_seconds", (json_int_t)strtoll(ds, NULL, 10));
+    if (cli_get(flags, a, "final") != NULL)
+        json_object_set_new(body, "final", json_true());
     /* One key per agreement and period start: repeating the command reports the period once. */
     char key[128], target[128];
     snprintf(key, sizeof key, "use-%s-%lld", a->args[0], start);

@@ -532,7 +532,7 @@ static const struct command commands[] = {
       false, cmd_index },
     { "deliveries", "AGREEMENT_ID", "an agreement's delivery: its state and every attempt",
       no_flags, true, cmd_deliveries },
-    { "usage", "AGREEMENT_ID --from TIME --to TIME --device-seconds N",
+    { "usage", "AGREEMENT_ID --from TIME --to TIME --device-seconds N [--final]",
       "report an agreement's metered usage (its provider); the exchange bills it", usage_flags,
       true, cmd_usage },
     { "bills",

@@ -175,6 +175,7 @@ static void test_life_cycle(void **state)
      * 26, the minimum makes it 1000. */
     json_t *r1 = report(&prov, agr, started, started + 2, 4, false, 201, NULL);
     json_t *bill1 = json_object_get(r1, "bill");
+    assert_int_equal(mk_int(r1, "ledger_seq") + 1, mk_int(bill1, "ledger_seq")); /* usage, bill */
     assert_int_equal(mk_micro(bill1, "amount"), 13333);
     assert_int_equal(mk_micro(bill1, "commission"), FEE_MIN);
     assert_string_equal(mk_str(bill1, "status"), "open");
@@ -185,7 +186,8 @@ static void test_life_cycle(void **state)
     char target[128];
     snprintf(target, sizeof target, "/v1/bills/%s/dispute", mk_str(bill1, "id"));
     json_t *d = mk_call(&buyer, "POST", target, "{\"reason\":\"the job never started\"}", 200);
-    assert_string_equal(mk_str(d, "status"), "disputed");
+    assert_string_equal(mk_str(json_object_get(d, "bill"), "status"), "disputed");
+    assert_true(mk_int(d, "ledger_seq") > mk_int(bill1, "ledger_seq"));
     json_decref(d);
     d = mk_call(&buyer, "POST", target, "{\"reason\":\"again\"}", 409);
     assert_string_equal(reply_code(d), "bill_not_open");
@@ -194,7 +196,8 @@ static void test_life_cycle(void **state)
     d = mk_call(&buyer, "POST", target, "{\"outcome\":\"refund\"}", 403);
     json_decref(d);
     d = mk_call(&op, "POST", target, "{\"outcome\":\"refund\",\"note\":\"no output\"}", 200);
-    assert_string_equal(mk_str(d, "status"), "refunded");
+    assert_string_equal(mk_str(json_object_get(d, "bill"), "status"), "refunded");
+    assert_string_equal(mk_str(json_object_get(d, "bill"), "resolution_note"), "no output");
     json_decref(d);
 
     /* Bill 2 ends the job early: 8 device-seconds, final. The rest of the escrow comes back. */
