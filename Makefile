@@ -2,6 +2,8 @@
 #
 #   make            install missing Debian packages, build everything into bin/
 #   make run        build, start a private PostgreSQL under var/ and cpxd on https://127.0.0.1:8443
+#   make demo       on make run's set-up: two providers, a buyer, orders, delivery, metering, bills,
+#                   settlement, then cpx-audit and a summary (cpxd keeps running; `make stop`)
 #   make test       build, then unit, database, fuzz-replay and end-to-end tests on a throwaway cluster
 #   make SANITIZE=address,undefined test     the same with sanitizers (binaries in build/san-*/bin)
 #   make test T='e2e/*'                       only the tests whose names match the pattern
@@ -85,7 +87,7 @@ BENCH_BINS := $(patsubst bench/bench_%.c,$(BIN)/cpx-bench-%,$(BENCH_SRC))
 TEST_BINS := $(UNIT_BINS) $(DB_BINS) $(INTEG_BINS) $(FUZZ_REPLAY_BINS)
 
 # ---- top-level targets ---------------------------------------------------------------------
-.PHONY: all deps build build-tests run test test-unit bench-matching bench-ledger bench-ledger-db \
+.PHONY: all deps build build-tests run demo stop test test-unit bench-matching bench-ledger bench-ledger-db \
 	bench-trading fuzz clean format \
 	format-check
 
@@ -101,7 +103,15 @@ build-tests: build $(TEST_BINS)
 
 run: deps
 	@$(MAKE) --no-print-directory build
+	@scripts/stop.sh --cpxd-only
 	@scripts/run.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory build
+	@scripts/demo.sh
+
+stop:
+	@scripts/stop.sh
 
 test: deps
 	@$(MAKE) --no-print-directory build-tests

@@ -3,6 +3,8 @@
 # certificate, the operator's key, the exchange's ledger key (and its verifier key for
 # cpx-audit, in $CPX_VAR/exchange.vkey), then cpxd in the foreground until Ctrl-C or SIGTERM, after
 # which the private cluster is stopped too. Running it again reuses $CPX_VAR: data survives.
+# cpxd trusts its own local certificate for providers' job endpoints too (--delivery-ca), so a
+# provider's bin/cpx-provider on this machine can serve with it.
 set -eu
 cd "$(dirname "$0")/.."
 export CPX_VAR="${CPX_VAR:-var}"
@@ -10,23 +12,7 @@ export CPX_PORT="${CPX_PORT:-8443}"
 BIN=${BIN:-bin}
 mkdir -p "$CPX_VAR"
 
-own_cluster=0
-if [ -z "${CPX_DATABASE_URL:-}" ]; then
-    scripts/pg.sh start
-    own_cluster=1
-    CPX_DATABASE_URL=$(scripts/pg.sh url)
-    # The administrator migrates and owns the schema; cpxd's role may only read and append.
-    CPX_ADMIN_DATABASE_URL=$(scripts/pg.sh admin-url cpx)
-    export CPX_DATABASE_URL CPX_ADMIN_DATABASE_URL
-fi
-scripts/tls.sh
-if [ ! -f "$CPX_VAR/operator.key" ]; then
-    "$BIN/cpx" keygen --out "$CPX_VAR/operator.key" >/dev/null
-fi
-if [ ! -f "$CPX_VAR/exchange.key" ]; then
-    "$BIN/cpx" keygen --out "$CPX_VAR/exchange.key" >/dev/null
-fi
-"$BIN/cpxd" --exchange-key "$CPX_VAR/exchange.key" --print-verifier-key >"$CPX_VAR/exchange.vkey"
+. scripts/setup.sh
 
 cat <<MSG
 CPX exchange
@@ -48,7 +34,8 @@ trap stop INT TERM
 rm -f "$CPX_VAR/cpxd.port"
 "$BIN/cpxd" --port "$CPX_PORT" --port-file "$CPX_VAR/cpxd.port" \
     --tls-cert "$CPX_VAR/tls/cert.pem" --tls-key "$CPX_VAR/tls/key.pem" \
-    --operator-key "$CPX_VAR/operator.key" --exchange-key "$CPX_VAR/exchange.key" &
+    --operator-key "$CPX_VAR/operator.key" --exchange-key "$CPX_VAR/exchange.key" \
+    --delivery-ca "$CPX_VAR/tls/cert.pem" &
 pid=$!
 set +e
 wait "$pid"

@@ -297,6 +297,20 @@ static void print_bill_or_object(const json_t *o)
         cli_print_object(o);
 }
 
+/* The answer to a dispute or a resolution: the bill as it is now, then the receipt of the
+ * request's own record. */
+static void print_bill_receipt(const json_t *o)
+{
+    const json_t *bill = json_object_get(o, "bill");
+    if (!json_is_object(bill)) {
+        cli_print_object(o);
+        return;
+    }
+    char seq[24];
+    print_bill(bill);
+    line("recorded", "ledger_seq %s", text_of(o, "ledger_seq", seq, sizeof seq));
+}
+
 static void print_bills(const json_t *page)
 {
     struct table t = { .ncols = 8 };
@@ -371,7 +385,7 @@ int cmd_dispute(struct ctx *c, const struct cli_flag *flags, const struct cli_ar
     }
     char target[128];
     snprintf(target, sizeof target, "/v1/bills/%s/dispute", a->args[0]);
-    return show(c, "POST", target, body, NULL, print_bill_or_object);
+    return show(c, "POST", target, body, NULL, print_bill_receipt);
 }
 
 const struct cli_flag resolve_flags[] = {
@@ -394,7 +408,7 @@ int cmd_resolve(struct ctx *c, const struct cli_flag *flags, const struct cli_ar
     }
     char target[128];
     snprintf(target, sizeof target, "/v1/bills/%s/resolution", a->args[0]);
-    return show(c, "POST", target, body, NULL, print_bill_or_object);
+    return show(c, "POST", target, body, NULL, print_bill_receipt);
 }
 
 /* ---- usage --------------------------------------------------------------------------------- */

@@ -82,14 +82,24 @@ grep -q '(422 insufficient_funds)$' "$work/out.txt" && grep -q '^cpx exit status
 grep -q '^bf16  *yangtze  *15 x 2  *-  *12 ' "$work/out.txt" || { echo "markets does not show the trade"; exit 1; }
 grep -q '^status  *cancelled (user)$' "$work/out.txt" || { echo "the order was not cancelled"; exit 1; }
 grep -q '^available  *99524.33056 CNY$' "$work/out.txt" || { echo "the hold did not come back"; exit 1; }
+# The delivery story: the job is delivered and accepted at once, run, metered into bills, and the
+# disputed bill is refunded.
+grep -q '^1  .*  200  *accepted  *-$' "$work/out.txt" || { echo "the job was not accepted"; exit 1; }
+grep -q '^bil_000000000001  agr_000000000002 .* open ' "$work/out.txt" ||
+    { echo "the usage was not billed"; exit 1; }
+grep -q '^status  *disputed$' "$work/out.txt" && grep -q '^status  *refunded$' "$work/out.txt" ||
+    { echo "the disputed bill was not refunded"; exit 1; }
+grep -q "books: .* 0 differences" "$work/out.txt" ||
+    { echo "cpx-audit did not re-derive the books"; exit 1; }
 
 # Running it a second time reuses var/: the data survives.
+cd "$work"
+bin/cpx --key acme.key balance >balance-before.txt
 stop_exchange
 start_exchange
-cd "$work"
 bin/cpx --key acme.key identity show | grep -q '^status  *approved$' ||
     { echo "data did not survive a restart of make run"; exit 1; }
-bin/cpx --key acme.key balance | grep -q '^escrow  *475.66944 CNY$' ||
+bin/cpx --key acme.key balance | cmp -s - balance-before.txt ||
     { echo "the balances did not survive a restart of make run"; exit 1; }
 bin/cpx trades | grep -q ' agr_000000000001 ' || { echo "the trades did not survive a restart"; exit 1; }
 stop_exchange
