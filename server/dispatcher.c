@@ -143,6 +143,8 @@ static void attempt_done(struct dispatcher *d, const struct job *j, int64_t star
     snprintf(at, sizeof at, "%" PRId64, started_us / 1000000);
     snprintf(ms, sizeof ms, "%" PRId64, (now_us() - started_us) / 1000);
     snprintf(st, sizeof st, "%ld", http_status);
+    if (next_at > j->deliver_by + 1) /* no later than the deadline: then the job fails at once */
+        next_at = j->deliver_by + 1;
     snprintf(next, sizeof next, "%" PRId64, next_at);
     const char *ap[] = { agr, n, at, ms, http_status ? st : NULL, outcome, error };
     enum db_status s = db_command(c, "dlv_attempt_insert", 7, ap, NULL);
