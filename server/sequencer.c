@@ -1815,6 +1815,7 @@ void sequencer_free(struct sequencer *s)
     strbuf_free(&s->b.entries);
     strbuf_free(&s->b.new_orders);
     strbuf_free(&s->b.new_listings);
+    strbuf_free(&s->b.deliveries);
     free(s->b.orders);
     free(s->b.listings);
     free(s->b.accounts);
