@@ -273,6 +273,18 @@ $(B)/fuzz/fuzz_audit_export: $(B)/obj/tests/fuzz/fuzz_audit_export.o $(AUDIT_TOO
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -fsanitize=fuzzer -o $@ $^ $(LIBS_ALL)
 
+# cpx-provider's pure parts (what it reads from the network), for its fuzz target.
+PROVIDER_PURE_OBJ = $(call obj,clients/cpx-provider/envelope.c)
+$(B)/fuzz-replay/fuzz_provider_envelope: $(B)/obj/tests/fuzz/fuzz_provider_envelope.o \
+		$(B)/obj/tests/fuzz/replay_main.o $(PROVIDER_PURE_OBJ) $(LIB_CLIENT) $(LIB_LEDGER)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+
+$(B)/fuzz/fuzz_provider_envelope: $(B)/obj/tests/fuzz/fuzz_provider_envelope.o \
+		$(PROVIDER_PURE_OBJ) $(LIB_CLIENT) $(LIB_LEDGER)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -fsanitize=fuzzer -o $@ $^ $(LIBS_ALL)
+
 $(BIN)/cpx-bench-ledger: $(B)/obj/bench/bench_ledger.o $(LIB_LEDGER)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
