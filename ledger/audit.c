@@ -112,6 +112,7 @@ struct cpx_audit {
     size_t n_failures, cap_failures;             /* used and allocated */
     uint64_t failure_total;                      /* all findings */
     bool nomem;                                  /* an allocation failed: the audit is void */
+    bool rec_valid;                              /* rec holds the last record fed, decoded */
 };
 
 const char *cpx_audit_reason_code(enum cpx_audit_reason r)
@@ -644,7 +645,9 @@ enum cpx_audit_status cpx_audit_record(struct cpx_audit *a, const void *bytes, s
     uint8_t pk[CPX_ED25519_PK_LEN];
     bool verify = false;
     uint64_t seq = 0;
-    switch (cpx_record_decode(&a->rec, bytes, len)) {
+    enum cpx_record_status decoded = cpx_record_decode(&a->rec, bytes, len);
+    a->rec_valid = decoded == CPX_RECORD_OK;
+    switch (decoded) {
     case CPX_RECORD_OK:
         seq = a->rec.seq;
         check_seq(a, seq);
@@ -678,6 +681,11 @@ enum cpx_audit_status cpx_audit_record(struct cpx_audit *a, const void *bytes, s
     job->seq = seq;
     memcpy(job->pk, pk, CPX_ED25519_PK_LEN);
     return CPX_AUDIT_DEFERRED;
+}
+
+const struct cpx_record *cpx_audit_decoded(const struct cpx_audit *a)
+{
+    return a->rec_valid ? &a->rec : NULL;
 }
 
 bool cpx_audit_sigjob_verify(struct cpx_record *scratch, const void *bytes, size_t len,

@@ -152,6 +152,13 @@ enum cpx_audit_status cpx_audit_record(struct cpx_audit *a, const void *bytes, s
                                        struct cpx_audit_sigjob *job);
 
 /*
+ * The last record fed to cpx_audit_record as the auditor decoded it, or NULL when its bytes were
+ * not a record (canonical, envelope). Valid until the next call that feeds a record; lets a
+ * caller check more of the record (ledger/books.h) without decoding it again.
+ */
+const struct cpx_record *cpx_audit_decoded(const struct cpx_audit *a);
+
+/*
  * Verifies a deferred job against the record's bytes, decoding them into scratch (a record
  * owned by the calling thread). Pure and thread-safe. Returns true when the signature holds.
  */

@@ -6,7 +6,9 @@
  *
  * It needs nothing from the exchange but its public ledger and its verifier key: it rebuilds the
  * Merkle tree and the key table from the records, checks every checkpoint and every party
- * signature (ledger/audit.h, docs/ledger.md section 6), and writes a JSON report.
+ * signature (ledger/audit.h, docs/ledger.md section 6), re-derives every bill, commission and
+ * balance of the market (ledger/books.h) and, from a URL, compares the exchange's own books with
+ * them, and writes a JSON report.
  * Exit status: 0 everything holds, 1 the audit found failures, 2 usage (bad flags, unreadable
  * exchange key or state), 3 the exchange or a file could not be read.
  */
@@ -66,7 +68,9 @@ static const char *metavar(const char *flag)
 static void verify_help(FILE *out)
 {
     fprintf(out, "usage: cpx-audit verify %s\n\n", verify_usage);
-    fprintf(out, "Checks the exchange's ledger: every record, checkpoint and party signature.\n\n");
+    fprintf(out, "Checks the exchange's ledger: every record, checkpoint and party signature;\n"
+                 "re-derives every bill, commission and balance from the records and, from a\n"
+                 "URL, compares the exchange's own books with them.\n\n");
     for (const struct cli_flag *f = verify_flags; f->name != NULL; f++) {
         char name[64];
         snprintf(name, sizeof name, "--%s%s%s", f->name, f->takes_value ? " " : "",
@@ -126,12 +130,14 @@ static bool verify_options(const struct cli_flag *flags, const struct cli_args *
     return parse_threads(cli_get(flags, a, "threads"), &opt->threads);
 }
 
-/* Prints one line saying how a finished run went, when the report went to a file. */
+/*
+ * Prints how a finished run went when the report went to a file: one line for the ledger, one for
+ * the money.
+ */
 static void summary(const struct run *r)
 {
-    size_t n;
-    const struct cpx_audit_failure *f = cpx_audit_failures(r->audit, &n);
-    uint64_t failures = cpx_audit_failure_total(r->audit) + r->failure_total;
+    const char *first = run_first_failure(r);
+    uint64_t failures = run_failure_total(r);
     if (r->stopped)
         return; /* the reason is on stderr already */
     if (failures == 0)
@@ -140,7 +146,16 @@ static void summary(const struct run *r)
                (unsigned long long)cpx_audit_records(r->audit));
     else
         printf("FAILED: %llu failures%s%s (see %s)\n", (unsigned long long)failures,
-               n > 0 ? ", the first: " : "", n > 0 ? f[0].message : "", r->opt->report_file);
+               first ? ", the first: " : "", first ? first : "", r->opt->report_file);
+    struct cpx_books_counts c;
+    cpx_books_counts(r->books, &c);
+    uint64_t differences = cpx_books_failure_total(r->books);
+    printf("books: %llu bills, %llu commissions, %llu accounts re-derived%s; %llu difference%s; "
+           "the exchange's books: %s\n",
+           (unsigned long long)c.bills, (unsigned long long)c.commissions,
+           (unsigned long long)c.accounts,
+           cpx_books_partial(r->books) ? " (from this run's records only)" : "",
+           (unsigned long long)differences, differences == 1 ? "" : "s", r->books_exchange);
 }
 
 /* The exit status of a finished run. */

@@ -2,13 +2,15 @@
  * The report of a run: one JSON object with sorted keys (docs/audit.md), written to --report
  * FILE or standard output.
  *
- *   {"checkpoints":K,"error":null|"...","failure_total":n,"failures":[{"line"?,"message",
+ *   {"books":{"accounts":A,"bills":B,"commissions":C,"compared_accounts":CA,
+ *    "compared_bills":CB,"differences":D,"exchange":"...","history":"complete"|"this run"},
+ *    "checkpoints":K,"error":null|"...","failure_total":n,"failures":[{"line"?,"message",
  *    "reason","seq"}...],"ok":bool,"origin":"...","records":N,"records_total":T,
  *    "seconds":x.xxx,"signatures":S,"source":"...","state":{"from_size":S0,"loaded":bool,
  *    "saved":bool},"verified_root":"b64"|null,"verified_size":V}
  *
- * The failures are the auditor's and the tool's merged by seq (the tool's carry "line" when
- * they come from an export file).
+ * The failures are the auditor's, the books' and the tool's merged by seq (the tool's carry
+ * "line" when they come from an export file).
  */
 #include "clients/cpx-audit/run.h"
 
@@ -56,28 +58,53 @@ static json_t *failure_json(uint64_t seq, uint64_t line, const char *reason, con
     return f;
 }
 
-/* The auditor's and the tool's failures merged by seq (both lists are sorted or nearly so). */
+/* The auditor's, the books' and the tool's failures merged by seq (each list is sorted or
+ * nearly so); at one seq the auditor's come first, then the books', then the tool's. */
 static json_t *failures_json(const struct run *r)
 {
-    size_t n_audit;
+    size_t n_audit, n_books;
     const struct cpx_audit_failure *af = cpx_audit_failures(r->audit, &n_audit);
+    const struct cpx_books_failure *bf = cpx_books_failures(r->books, &n_books);
     const struct run_failure *tf = r->failures;
-    size_t i = 0, j = 0;
+    size_t i = 0, j = 0, k = 0;
     json_t *list = json_array();
-    while (i < n_audit || j < r->n_failures) {
-        bool audit_next = j == r->n_failures || (i < n_audit && af[i].seq <= tf[j].seq);
-        if (audit_next) {
+    while (i < n_audit || j < n_books || k < r->n_failures) {
+        uint64_t a = i < n_audit ? af[i].seq : UINT64_MAX;
+        uint64_t b = j < n_books ? bf[j].seq : UINT64_MAX;
+        uint64_t t = k < r->n_failures ? tf[k].seq : UINT64_MAX;
+        if (i < n_audit && a <= b && a <= t) {
             json_array_append_new(
-                list,
-                failure_json(af[i].seq, 0, cpx_audit_reason_code(af[i].reason), af[i].message));
+                list, failure_json(a, 0, cpx_audit_reason_code(af[i].reason), af[i].message));
             i++;
-        } else {
-            json_array_append_new(list,
-                                  failure_json(tf[j].seq, tf[j].line, tf[j].reason, tf[j].message));
+        } else if (j < n_books && b <= t) {
+            json_array_append_new(
+                list, failure_json(b, 0, cpx_books_reason_code(bf[j].reason), bf[j].message));
             j++;
+        } else {
+            json_array_append_new(list, failure_json(t, tf[k].line, tf[k].reason, tf[k].message));
+            k++;
         }
     }
     return list;
+}
+
+/* What the books re-derived and how they compared with the exchange's. */
+static json_t *books_json(const struct run *r)
+{
+    struct cpx_books_counts c;
+    cpx_books_counts(r->books, &c);
+    json_t *o = json_object();
+    json_object_set_new(o, "bills", json_integer((json_int_t)c.bills));
+    json_object_set_new(o, "commissions", json_integer((json_int_t)c.commissions));
+    json_object_set_new(o, "accounts", json_integer((json_int_t)c.accounts));
+    json_object_set_new(o, "compared_bills", json_integer((json_int_t)c.compared_bills));
+    json_object_set_new(o, "compared_accounts", json_integer((json_int_t)c.compared_accounts));
+    json_object_set_new(o, "differences",
+                        json_integer((json_int_t)cpx_books_failure_total(r->books)));
+    json_object_set_new(o, "history",
+                        json_string(cpx_books_partial(r->books) ? "this run" : "complete"));
+    json_object_set_new(o, "exchange", text_json(r->books_exchange));
+    return o;
 }
 
 /* Seconds since the start, rounded to milliseconds. */
@@ -113,9 +140,8 @@ static json_t *report_json(const struct run *r)
     json_object_set_new(o, "verified_size", json_integer((json_int_t)vsize));
     json_object_set_new(o, "verified_root", verified ? json_string(vroot_b64) : json_null());
     json_object_set_new(o, "signatures", json_integer((json_int_t)sig_pipeline_jobs(r->sigs)));
-    json_object_set_new(
-        o, "failure_total",
-        json_integer((json_int_t)(cpx_audit_failure_total(r->audit) + r->failure_total)));
+    json_object_set_new(o, "failure_total", json_integer((json_int_t)run_failure_total(r)));
+    json_object_set_new(o, "books", books_json(r));
     json_object_set_new(o, "failures", failures_json(r));
     json_object_set_new(o, "state",
                         json_pack("{s:b,s:I,s:b}", "loaded", r->state_loaded, "from_size",

@@ -27,12 +27,17 @@ bool run_init(struct run *r, const struct run_options *opt,
     cfg.exchange = *exchange;
     cfg.sigs = CPX_AUDIT_SIGS_DEFER;
     r->audit = cpx_audit_new(&cfg);
-    if (r->audit != NULL)
+    struct cpx_books_config books = { 0 };
+    r->books = cpx_books_new(&books);
+    if (r->audit != NULL && r->books != NULL)
         r->sigs = sig_pipeline_new(opt->threads, r->audit);
     if (r->sigs == NULL) {
         fprintf(stderr, "cpx-audit: out of memory\n");
         return false;
     }
+    snprintf(r->books_exchange, sizeof r->books_exchange, "%s",
+             opt->file != NULL ? "not compared (an export file holds no books)"
+                               : "not compared (the run stopped first)");
     progress_start(&r->progress, !opt->quiet);
     return true;
 }
@@ -42,6 +47,7 @@ void run_free(struct run *r)
     progress_end(&r->progress);
     sig_pipeline_free(r->sigs);
     cpx_audit_free(r->audit);
+    cpx_books_free(r->books);
     free(r->failures);
     memset(r, 0, sizeof *r);
 }
@@ -108,6 +114,11 @@ bool run_record(struct run *r, const void *bytes, size_t len,
     enum cpx_audit_status st = cpx_audit_record(r->audit, bytes, len, claimed_leaf, &job);
     if (st == CPX_AUDIT_DEFERRED && !sig_pipeline_push(r->sigs, bytes, len, &job))
         st = CPX_AUDIT_E_NOMEM;
+    /* The same decoded record, to the books (which take each seq once). */
+    const struct cpx_record *rec = cpx_audit_decoded(r->audit);
+    if (st != CPX_AUDIT_E_NOMEM && rec != NULL &&
+        cpx_books_record(r->books, rec) == CPX_BOOKS_E_NOMEM)
+        st = CPX_AUDIT_E_NOMEM;
     if (st == CPX_AUDIT_E_NOMEM)
         return run_stop(r, "out of memory");
     progress_update(&r->progress, run_records(r) - r->from_size);
@@ -117,6 +128,42 @@ bool run_record(struct run *r, const void *bytes, size_t len,
 uint64_t run_records(const struct run *r)
 {
     return cpx_audit_records(r->audit);
+}
+
+bool run_books_partial(struct run *r)
+{
+    struct cpx_books_config cfg = { .partial = true, .start_seq = cpx_audit_records(r->audit) };
+    cpx_books_free(r->books);
+    r->books = cpx_books_new(&cfg);
+    return r->books != NULL || run_stop(r, "out of memory");
+}
+
+uint64_t run_failure_total(const struct run *r)
+{
+    return cpx_audit_failure_total(r->audit) + cpx_books_failure_total(r->books) + r->failure_total;
+}
+
+const char *run_first_failure(const struct run *r)
+{
+    size_t na, nb;
+    const struct cpx_audit_failure *fa = cpx_audit_failures(r->audit, &na);
+    const struct cpx_books_failure *fb = cpx_books_failures(r->books, &nb);
+    const char *first = NULL;
+    uint64_t at = UINT64_MAX;
+    if (na > 0) {
+        first = fa[0].message;
+        at = fa[0].seq;
+    }
+    if (nb > 0 && fb[0].seq < at) {
+        first = fb[0].message;
+        at = fb[0].seq;
+    }
+    for (size_t i = 0; i < r->n_failures; i++)
+        if (r->failures[i].seq < at) {
+            first = r->failures[i].message;
+            at = r->failures[i].seq;
+        }
+    return first;
 }
 
 void run_fail(struct run *r, uint64_t seq, uint64_t line, const char *reason, const char *fmt, ...)
@@ -161,12 +208,14 @@ void run_finish(struct run *r)
         run_stop(r, "out of memory");
     /* A stopped run saw only part of the log: "checkpoint beyond the records served" would
      * blame the exchange for what the network or the file did, so the pending ones are left. */
-    if (!r->stopped)
+    if (!r->stopped) {
         cpx_audit_finish(r->audit);
+        cpx_books_finish(r->books);
+    }
     progress_end(&r->progress);
 }
 
 bool run_holds(const struct run *r)
 {
-    return !r->stopped && r->failure_total == 0 && cpx_audit_failure_total(r->audit) == 0;
+    return !r->stopped && run_failure_total(r) == 0;
 }

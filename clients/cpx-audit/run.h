@@ -16,6 +16,10 @@
  *   export_truncated  the export holds fewer records than its header promises
  *   exchange_format   an answer of the exchange has a malformed item
  *   consistency       the exchange's log is smaller than what an earlier run verified
+ *
+ * Every record the auditor decodes also goes to the books (ledger/books.h), which re-derive the
+ * market's money and report with their own codes; reading from the exchange, the source then
+ * holds the exchange's own books against them (source_url.c).
  */
 #ifndef CPX_AUDIT_RUN_H
 #define CPX_AUDIT_RUN_H
@@ -26,6 +30,7 @@
 
 #include "clients/cpx-audit/progress.h"
 #include "ledger/audit.h"
+#include "ledger/books.h"
 
 /* Exit statuses of cpx-audit. */
 enum {
@@ -38,6 +43,7 @@ enum {
 #define RUN_REASON_MAX 24   /* longest reason code of a tool finding, with its NUL */
 #define RUN_ERROR_MAX  512  /* longest message of a stopped run */
 #define RUN_SOURCE_MAX 4096 /* longest source name (URL or file) in the report */
+#define RUN_NOTE_MAX   256  /* longest note on how the exchange's books were compared */
 
 /* What the user asked for (pointers into argv). */
 struct run_options {
@@ -67,6 +73,8 @@ struct run {
     char source[RUN_SOURCE_MAX];       /* the URL or file audited, for the report */
     struct cpx_note_verifier exchange; /* the exchange's key (its name is the origin) */
     struct cpx_audit *audit;           /* the verification core */
+    struct cpx_books *books;           /* the money re-derived from the records */
+    char books_exchange[RUN_NOTE_MAX]; /* how the exchange's books were compared, for the report */
     struct sig_pipeline *sigs;         /* party signatures on worker threads */
     struct progress progress;          /* the progress bar on stderr */
     bool state_loaded;                 /* --state existed and was loaded */
@@ -128,6 +136,18 @@ bool run_record(struct run *r, const void *bytes, size_t len,
 /* Records fed so far in this run and by earlier ones (the rebuilt tree's size). */
 uint64_t run_records(const struct run *r);
 
+/*
+ * Replaces the books by fresh ones lacking the history of earlier runs: they start at the
+ * auditor's next record. Returns false (stopping the run) when out of memory.
+ */
+bool run_books_partial(struct run *r);
+
+/* Every failure of the run: the auditor's, the books' and the tool's own. */
+uint64_t run_failure_total(const struct run *r);
+
+/* The first failure by seq (auditor, books or tool), or NULL when none is kept. */
+const char *run_first_failure(const struct run *r);
+
 /* Records a finding of the tool (see the reasons above); line 0 when not from a file. */
 void run_fail(struct run *r, uint64_t seq, uint64_t line, const char *reason, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
@@ -138,7 +158,10 @@ void run_fail(struct run *r, uint64_t seq, uint64_t line, const char *reason, co
  */
 bool run_stop(struct run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Ends the input: waits for every signature, then cpx_audit_finish (unless the run stopped). */
+/*
+ * Ends the input: waits for every signature, then cpx_audit_finish and cpx_books_finish (unless
+ * the run stopped).
+ */
 void run_finish(struct run *r);
 
 /* True when the run was not stopped and nothing failed. */
@@ -153,8 +176,8 @@ bool run_holds(const struct run *r);
 int state_load(struct run *r);
 
 /*
- * Writes the auditor's state to opt->state_file atomically (FILE.tmp, fsync, rename), mode 0600.
- * Returns false after printing why it could not.
+ * Writes the auditor's state and the books' to opt->state_file atomically (FILE.tmp, fsync,
+ * rename), mode 0600. Returns false after printing why it could not.
  */
 bool state_save(struct run *r);
 

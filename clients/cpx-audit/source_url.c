@@ -10,6 +10,13 @@
  *   3. GET /v1/ledger/records?after=..&limit=1000, paged: records from the state's `checked` on
  *      up to seq N-1; each record's exact bytes (the decoded JSON string) and its leaf hash.
  *
+ *   4. GET /v1/audit/bills and GET /v1/audit/balances, paged by opaque cursors: the exchange's
+ *      own books, held against the money the books re-derived from the records (ledger/books.h).
+ *      A 404 means an exchange that serves no books yet: the comparison is skipped, with a
+ *      notice. The latest checkpoint is read again before and after: when the ledger has grown
+ *      past the records audited, only what never changes once recorded is compared (see
+ *      cpx_books_compare_begin and _end).
+ *
  * What the exchange serves is fed to the auditor as served, so a repeated or reordered record is
  * reported by seq (seq_order, seq_gap) and a withheld one by checkpoint (checkpoint_beyond_log).
  * A malformed item is a finding (exchange_format); an answer that cannot be walked at all (not
@@ -31,6 +38,8 @@
 #define HTTP_OK_MIN  200
 #define HTTP_OK_MAX  299
 #define HTTP_MISSING 404
+#define CURSOR_MAX   128 /* longest opaque cursor of the books' lists */
+#define BOOKS_TARGET (TARGET_MAX + 3 * CURSOR_MAX)
 
 /* Talking to one exchange. */
 struct exchange {
@@ -309,6 +318,207 @@ static bool feed_records(struct exchange *x)
            walk_pages(x, "/v1/ledger/records", after, r->target - 1, feed_record_item);
 }
 
+/* ---- 4. the exchange's books --------------------------------------------------------------- */
+
+/* The size of the exchange's latest checkpoint now (0 when it has none). */
+static bool latest_size(struct exchange *x, uint64_t *size)
+{
+    static const char target[] = "/v1/ledger/checkpoint";
+    struct client_reply reply;
+    if (!get(x, target, &reply))
+        return false;
+    bool ok = true;
+    *size = 0;
+    if (!(reply.status == HTTP_MISSING &&
+          strcmp(error_code(&reply), "checkpoint_not_found") == 0)) {
+        size_t len;
+        const char *note;
+        ok = want_object(x, target, &reply);
+        if (ok &&
+            ((note = member_string(reply.json, "note", &len)) == NULL ||
+             !run_note_size(x->r, note, len, size)) &&
+            !member_uint(reply.json, "size", size))
+            ok = run_stop(x->r, "the exchange sent a latest checkpoint without a size");
+    }
+    client_reply_free(&reply);
+    return ok;
+}
+
+/* Percent-encodes an opaque cursor for a query (unreserved characters stay). */
+static void escape_cursor(const char *cursor, char *out)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *c = (const unsigned char *)cursor; *c; c++) {
+        if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+            *c == '-' || *c == '.' || *c == '_' || *c == '~') {
+            *out++ = (char)*c;
+        } else {
+            *out++ = '%';
+            *out++ = hex[*c >> 4];
+            *out++ = hex[*c & 15];
+        }
+    }
+    *out = '\0';
+}
+
+/* Takes one item of a books list. */
+typedef void (*books_item_fn)(struct exchange *x, const json_t *item);
+
+/*
+ * Walks path?limit=N[&after=CURSOR] through its opaque `next` cursors, handing every item to feed.
+ * *served is false when the first page answers 404 (an exchange without books). Returns false
+ * when the run stopped: an answer that is not a page, a cursor that is not a string, too long,
+ * repeated, or that follows an empty page.
+ */
+static bool walk_books(struct exchange *x, const char *path, books_item_fn feed, bool *served)
+{
+    char escaped[3 * CURSOR_MAX + 1] = "", last[CURSOR_MAX + 1] = "";
+    *served = true;
+    for (bool first = true;; first = false) {
+        char target[BOOKS_TARGET];
+        if (first)
+            snprintf(target, sizeof target, "%s?limit=%d", path, PAGE_LIMIT);
+        else
+            snprintf(target, sizeof target, "%s?after=%s&limit=%d", path, escaped, PAGE_LIMIT);
+        struct client_reply reply;
+        if (!get(x, target, &reply))
+            return false;
+        if (first && reply.status == HTTP_MISSING) {
+            *served = false;
+            client_reply_free(&reply);
+            return true;
+        }
+        const json_t *items = NULL, *next = NULL;
+        bool ok = want_object(x, target, &reply);
+        if (ok) {
+            items = json_object_get(reply.json, "items");
+            next = json_object_get(reply.json, "next");
+            if (!json_is_array(items))
+                ok = run_stop(x->r, "the exchange sent a page without an items list for GET %s",
+                              target);
+        }
+        for (size_t i = 0; ok && i < json_array_size(items); i++)
+            feed(x, json_array_get(items, i));
+        bool done = ok && json_is_null(next);
+        if (ok && !done) {
+            const char *cursor = json_string_value(next);
+            if (cursor == NULL || *cursor == '\0' || strlen(cursor) > CURSOR_MAX ||
+                strcmp(cursor, last) == 0 || json_array_size(items) == 0)
+                ok = run_stop(x->r,
+                              "the exchange sent a next cursor for GET %s that is not one, or "
+                              "does not advance",
+                              target);
+            else {
+                snprintf(last, sizeof last, "%s", cursor);
+                escape_cursor(cursor, escaped);
+            }
+        }
+        client_reply_free(&reply);
+        if (!ok || done)
+            return ok;
+    }
+}
+
+/* A string member without NUL bytes, or NULL. */
+static const char *member_text(const json_t *obj, const char *key)
+{
+    size_t len;
+    const char *s = member_string(obj, key, &len);
+    return s != NULL && strlen(s) == len ? s : NULL;
+}
+
+/* An integer member (any sign). */
+static bool member_int(const json_t *obj, const char *key, int64_t *out)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (!json_is_integer(v))
+        return false;
+    *out = (int64_t)json_integer_value(v);
+    return true;
+}
+
+/* {"id","agreement","amount_micro","commission_micro","status","ledger_seq"} */
+static void feed_bill(struct exchange *x, const json_t *item)
+{
+    struct cpx_books_claimed_bill c = { 0 };
+    c.id = member_text(item, "id");
+    c.agreement = member_text(item, "agreement");
+    c.status = member_text(item, "status");
+    c.has_seq = member_uint(item, "ledger_seq", &c.ledger_seq);
+    if (c.id == NULL || c.agreement == NULL || c.status == NULL ||
+        !member_int(item, "amount_micro", &c.amount) ||
+        !member_int(item, "commission_micro", &c.commission)) {
+        uint64_t seq = c.has_seq ? c.ledger_seq : (x->r->target > 0 ? x->r->target - 1 : 0);
+        run_fail(x->r, seq, 0, "exchange_format",
+                 "the exchange's books list a bill (%.47s) without id, agreement, amount_micro, "
+                 "commission_micro and status",
+                 c.id ? c.id : "no id");
+        return;
+    }
+    cpx_books_compare_bill(x->r->books, &c);
+}
+
+/* {"owner","kind","balance_micro"} */
+static void feed_balance(struct exchange *x, const json_t *item)
+{
+    const char *owner = member_text(item, "owner"), *kind = member_text(item, "kind");
+    int k = kind ? cpx_books_kind_from_name(kind) : -1;
+    int64_t balance;
+    if (owner == NULL || k < 0 || !member_int(item, "balance_micro", &balance)) {
+        run_fail(x->r, x->r->target > 0 ? x->r->target - 1 : 0, 0, "exchange_format",
+                 "the exchange's books list a balance (%.47s) without owner, a known kind and "
+                 "balance_micro",
+                 owner ? owner : "no owner");
+        return;
+    }
+    cpx_books_compare_balance(x->r->books, owner, (enum cpx_books_kind)k, balance);
+}
+
+/* Holds the exchange's books against the books re-derived from the records fed. */
+static bool compare_books(struct exchange *x)
+{
+    struct run *r = x->r;
+    struct cpx_books *books = r->books;
+    uint64_t before, after;
+    if (!latest_size(x, &before))
+        return false;
+    bool moving = before != r->target, partial = cpx_books_partial(books);
+    bool bills, balances = false;
+    cpx_books_compare_begin(books, r->target, moving);
+    if (!walk_books(x, "/v1/audit/bills", feed_bill, &bills))
+        return false;
+    if (!bills) {
+        cpx_books_compare_end(books, false, false, false);
+        snprintf(r->books_exchange, sizeof r->books_exchange,
+                 "not served (GET /v1/audit/bills answered 404), not compared");
+        if (!r->opt->quiet)
+            fprintf(stderr, "cpx-audit: the exchange serves no books (GET /v1/audit/bills "
+                            "answered 404); the comparison with them is skipped\n");
+        return true;
+    }
+    if (!moving && !partial && !walk_books(x, "/v1/audit/balances", feed_balance, &balances))
+        return false;
+    if (!latest_size(x, &after))
+        return false;
+    bool moved = after != before;
+    cpx_books_compare_end(books, true, balances, moved);
+    if (partial)
+        snprintf(r->books_exchange, sizeof r->books_exchange,
+                 "bills compared; balances not (the re-derivation covers this run's records "
+                 "only)");
+    else if (moving || moved)
+        snprintf(r->books_exchange, sizeof r->books_exchange,
+                 "bills' amounts compared; statuses and balances not (the exchange's ledger grew "
+                 "from %" PRIu64 " to %" PRIu64 " records meanwhile: audit again to compare them)",
+                 r->target, after);
+    else if (!balances)
+        snprintf(r->books_exchange, sizeof r->books_exchange,
+                 "bills compared; balances not served (GET /v1/audit/balances answered 404)");
+    else
+        snprintf(r->books_exchange, sizeof r->books_exchange, "compared");
+    return true;
+}
+
 /* ---- the whole download -------------------------------------------------------------------- */
 
 bool source_url(struct run *r)
@@ -331,6 +541,7 @@ bool source_url(struct run *r)
         ok = feed_latest(&x) && (r->target <= r->from_size || feed_checkpoints(&x)) &&
              feed_records(&x);
     }
+    ok = ok && compare_books(&x);
     free(x.latest);
     client_free(&x.cl);
     return ok;

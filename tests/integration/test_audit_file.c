@@ -24,7 +24,7 @@
 #include "tests/support/audit_tool.h"
 #include "tests/support/ledger_fixtures.h"
 
-#define ORDERS      20 /* order + bill pairs in the honest ledger */
+#define ORDERS      20 /* order + expiry pairs in the honest ledger */
 #define CP_EVERY    10 /* records between two checkpoints */
 #define MAX_CPS     64
 #define MAX_LINES   512
@@ -35,14 +35,14 @@ struct world {
     struct fx_log log;
     struct fx_party op, buyer;
     uint64_t order_seq; /* a buyer-signed order */
-    uint64_t bill_seq;  /* an exchange-only bill */
+    uint64_t bill_seq;  /* an exchange-only record (the order's expiry) */
     uint64_t cps[MAX_CPS];
     size_t n_cps;
     struct audit_dir dir;
     char export[AUDIT_PATH_MAX];
 };
 
-/* Appends `orders` order/bill pairs (numbered from first). */
+/* Appends `orders` order/expiry pairs (numbered from first). */
 static void add_trades(struct world *w, int first, int orders)
 {
     audit_trades(&w->log, &w->buyer, first, orders);
@@ -212,8 +212,9 @@ static void changed_byte_is_leaf_mismatch(void **state)
     struct world *w = *state;
     struct lines l;
     lines_read(w->export, &l);
-    /* The bill's amount changes; its served leaf hash and every checkpoint stay. */
-    line_replace(&l, record_line(w, w->bill_seq), "\\\"amount\\\":10000", "\\\"amount\\\":90000");
+    /* The expiry's reason changes; its served leaf hash and every checkpoint stay. */
+    line_replace(&l, record_line(w, w->bill_seq), "\\\"reason\\\":\\\"expired",
+                 "\\\"reason\\\":\\\"expirex");
     lines_write(w->export, &l);
     json_t *report;
     assert_int_equal(audit_export(w, &report, NULL), 1);

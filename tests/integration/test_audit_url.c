@@ -29,7 +29,7 @@
 #include "tests/support/audit_tool.h"
 #include "tests/support/ledger_fixtures.h"
 
-#define ORDERS      30 /* order + bill pairs: 66 records */
+#define ORDERS      30 /* order + expiry pairs: 64 records */
 #define CP_EVERY    10 /* records between two checkpoints */
 #define PAGE        7  /* items per page the stand-in serves (it ignores larger limits) */
 #define MAX_CPS     32

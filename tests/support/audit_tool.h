@@ -23,7 +23,11 @@
  */
 uint64_t audit_build_log(struct fx_log *l, struct fx_party *op, struct fx_party *buyer, int orders);
 
-/* Appends `orders` pairs of a buyer-signed order (numbered from `first`) and an exchange bill. */
+/*
+ * Appends `orders` pairs of a buyer-signed order (numbered from `first`) that holds nothing and
+ * its expiry by the exchange (an exchange-only cancel): market records as docs/ledger.md section
+ * 11 shapes them, which cpx-audit's books check.
+ */
 uint64_t audit_trades(struct fx_log *l, const struct fx_party *buyer, int first, int orders);
 
 /* A scratch folder for one test. */
