@@ -10,6 +10,7 @@
 #   make bench-matching | bench-ledger | bench-ledger-db    benchmarks that print numbers
 #   make bench-trading [CPX_BENCH_CLIENTS=64 CPX_BENCH_SECONDS=10]  signed orders over HTTPS vs
 #                   the machine's Ed25519 verify and PostgreSQL commit rates
+#   make bench-delivery [CPX_BENCH_DISPATCHERS=2]  dispatch, acceptance and usage-to-bill rates
 #   make fuzz FUZZ=<target> [FUZZ_SECONDS=60] run one libFuzzer target (clang)
 #
 # Layout of the build: objects under build/<variant>/, binaries in bin/ (or build/<variant>/bin
@@ -88,7 +89,7 @@ TEST_BINS := $(UNIT_BINS) $(DB_BINS) $(INTEG_BINS) $(FUZZ_REPLAY_BINS)
 
 # ---- top-level targets ---------------------------------------------------------------------
 .PHONY: all deps build build-tests run demo stop test test-unit bench-matching bench-ledger bench-ledger-db \
-	bench-trading fuzz clean format \
+	bench-trading bench-delivery fuzz clean format \
 	format-check
 
 all: deps
@@ -140,6 +141,10 @@ bench-ledger-db: deps
 bench-trading: deps
 	@$(MAKE) --no-print-directory build
 	@BIN='$(BIN)' scripts/bench-trading.sh
+
+bench-delivery: deps
+	@$(MAKE) --no-print-directory build
+	@BIN='$(BIN)' scripts/bench-delivery.sh
 
 FUZZ ?=
 FUZZ_SECONDS ?= 60
