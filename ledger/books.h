@@ -9,7 +9,7 @@
  * account's balance per (owner, kind) -- and checks each record against it:
  *
  *   orders       the hold is the one the terms give (limit x worst-case     order_hold
- *                capacity x hours, plus the larger fee in force)
+ *                capacity x hours, plus the fee at the order's hold_bps)
  *   agreements   value, commission and escrow by the one rounding rule, the agreement_amount
  *                rate within the order's; what the fill releases of the hold release_amount
  *   usage        inside the agreement's window, from the previous report's  usage_window,

@@ -112,7 +112,7 @@ enum lm_tamper {
     LM_SETTLE_COMMISSION,  /* the settlement takes 1 more commission than the bill's */
     LM_REFUND,             /* the refund returns 1 less than amount + commission */
     LM_COMPLETION_RELEASE, /* the completion releases 1 less than is left */
-    LM_ORDER_FEE,          /* the order's hold_bps is the maker rate, not the larger one */
+    LM_ORDER_FEE,          /* the order holds for the maker rate only (the fill is capped) */
     LM_POOR,               /* the buyer deposited less than the order holds */
     LM_EARLY_FINAL,        /* honest, but the job ends early: the second report says final */
 };
