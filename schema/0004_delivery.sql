@@ -99,12 +99,14 @@ CREATE INDEX bills_due ON bills (dispute_until) WHERE status = 'open';
 COMMENT ON INDEX bills_due IS 'Serves the settlement of bills whose window passed.';
 
 -- Agreements made before this migration: their escrow is what the fill moved, their deadline
--- 900 s after they were made (the default --delivery-window), their commission rate at most the
--- order's hold rate (a bill's commission is capped by what was escrowed in any case), and their
--- jobs go into the outbox like every other.
+-- 900 s after they were made (the default --delivery-window), their commission rate the least
+-- rate r with floor(value x r / 10000) = the commission escrowed (the rate charged was one of
+-- those, and the least never bills more than the buyer paid for), and their jobs go into the
+-- outbox like every other.
 UPDATE agreements a SET escrow_left = a.value + a.commission,
     deliver_by = greatest(a.start_at, extract(epoch FROM a.created_at)::bigint) + 900,
-    commission_bps = coalesce((SELECT o.hold_bps FROM orders o WHERE o.id = a.order_id), 0);
+    commission_bps = CASE WHEN a.value = 0 THEN 0
+                          ELSE ceil(a.commission * 10000.0 / a.value)::integer END;
 INSERT INTO deliveries (agreement_id, provider, endpoint, next_attempt_at, deliver_by, created_at)
     SELECT a.id, a.provider, a.endpoint, now(), a.deliver_by, a.created_at FROM agreements a;
 

@@ -21,13 +21,14 @@ P2=${CPX_DEMO_PORT2:-9442}
 
 scripts/stop.sh --cpxd-only # a cpxd an earlier demo left running
 . scripts/setup.sh
-rm -rf "$demo"
 mkdir -p "$demo"
 
 say() { printf '\n== %s\n' "$*"; }
 fail() {
     echo "demo: $*" >&2
-    for f in "$demo"/*.log; do echo "-- $f" >&2; tail -n 20 "$f" >&2; done
+    for f in "$CPX_VAR/demo-cpxd.log" "$demo"/*.log; do
+        [ -f "$f" ] && { echo "-- $f" >&2; tail -n 20 "$f" >&2; }
+    done
     exit 1
 }
 
@@ -35,13 +36,13 @@ providers=
 cleanup() { [ -n "$providers" ] && kill $providers 2>/dev/null; true; }
 trap cleanup EXIT INT TERM
 
-say "starting cpxd on https://127.0.0.1:$CPX_PORT (log: $demo/cpxd.log)"
+say "starting cpxd on https://127.0.0.1:$CPX_PORT (log: $CPX_VAR/demo-cpxd.log)"
 rm -f "$CPX_VAR/cpxd.port"
 "$BIN/cpxd" --port "$CPX_PORT" --port-file "$CPX_VAR/cpxd.port" \
     --tls-cert "$CPX_VAR/tls/cert.pem" --tls-key "$CPX_VAR/tls/key.pem" \
     --operator-key "$CPX_VAR/operator.key" --exchange-key "$CPX_VAR/exchange.key" \
     --delivery-ca "$CPX_VAR/tls/cert.pem" --dispute-window 10 --delivery-window 120 \
-    --usage-grace 30 >"$demo/cpxd.log" 2>&1 &
+    --usage-grace 30 >"$CPX_VAR/demo-cpxd.log" 2>&1 &
 echo $! >"$CPX_VAR/cpxd.pid"
 for _ in $(seq 1 100); do
     [ -s "$CPX_VAR/cpxd.port" ] && break
@@ -54,6 +55,20 @@ export CPX_URL="https://127.0.0.1:$CPX_PORT" CPX_CACERT="$CPX_VAR/tls/cert.pem"
 cpx() { "$BIN/cpx" "$@"; }
 op="--key $CPX_VAR/operator.key"
 run=$(date +%s)
+
+# What an earlier demo left on the book (it may have stopped half-way) must not meet this one's
+# order: its parties take their listings and orders off, then their keys go.
+withdraw() { # key file
+    for id in $(cpx --key "$1" --json listings --status open 2>/dev/null | grep -o '"lst_[0-9]*"' | tr -d '"' | sort -u); do
+        cpx --key "$1" delist "$id" >/dev/null 2>&1 || true
+    done
+    for id in $(cpx --key "$1" --json orders --status open 2>/dev/null | grep -o '"ord_[0-9]*"' | tr -d '"' | sort -u); do
+        cpx --key "$1" cancel "$id" >/dev/null 2>&1 || true
+    done
+}
+for key in "$demo"/*.key; do [ -f "$key" ] && withdraw "$key"; done
+rm -rf "$demo"
+mkdir -p "$demo"
 
 say "two provider centres and a buyer register; the operator approves them"
 for who in xihe wulan acme; do cpx keygen --out "$demo/$who.key" >/dev/null; done
@@ -121,8 +136,12 @@ wait_for "the end of the jobs" 90 all_status completed
 cpx --key "$demo/acme.key" bills
 
 say "the bills settle once their 10 s dispute window has passed"
-no_open_bills() { ! cpx --key "$demo/acme.key" --json bills | grep -q '"status": *"open"'; }
+no_open_bills() {
+    cpx --key "$demo/acme.key" --json bills >"$demo/bills.json" &&
+        ! grep -q '"status": *"open"' "$demo/bills.json"
+}
 wait_for "settlement" 60 no_open_bills
+sleep 1 # the same signed request twice in one second is refused as a replay
 cpx --key "$demo/acme.key" bills
 
 say "where the money is now"
@@ -132,6 +151,11 @@ for who in acme xihe wulan; do
     echo
 done
 
+say "the providers take what is left of their capacity off the book"
+withdraw "$demo/xihe.key"
+withdraw "$demo/wulan.key"
+echo "done"
+
 say "a regulator audits: the ledger, every bill, commission and balance re-derived from it, and the exchange's books"
 set +e
 "$BIN/cpx-audit" verify --url "$CPX_URL" --cacert "$CPX_CACERT" --exchange-key "$CPX_VAR/exchange.vkey"
@@ -140,8 +164,8 @@ set -e
 
 say "summary"
 echo "order $ORDER (6 devices, 1 hour, limit 14) matched in two regions: $AGREEMENTS"
-echo "both jobs were delivered, run and metered; $(cpx --key "$demo/acme.key" --json bills | grep -c '"id": *"bil_') bills were made and settled"
-echo "cpxd keeps running (pid $(cat "$CPX_VAR/cpxd.pid"), log $demo/cpxd.log); keys are in $demo/"
+echo "both jobs were delivered, run and metered; $(grep -c '"id": *"bil_' "$demo/bills.json") bills were made and settled"
+echo "cpxd keeps running (pid $(cat "$CPX_VAR/cpxd.pid"), log $CPX_VAR/demo-cpxd.log); keys are in $demo/"
 echo "look around:  bin/cpx --key $demo/acme.key statement   |   stop it:  make stop"
 if [ "$audit" -eq 0 ]; then
     echo "audit: PASSED — the ledger verifies and the exchange's books agree with it"

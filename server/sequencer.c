@@ -674,6 +674,7 @@ static void do_order(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
     }
     if (book_full(s, out))
         return;
+    seq_fees_in_force(x); /* the order's hold_bps comes from the schedule */
     c.bid.id = s->next_id++;
     c.bid.owner = market_owner_number(buyer);
     seq_run(s, &c);

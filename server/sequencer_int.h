@@ -148,7 +148,8 @@ void seq_do_dispute(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out);
 void seq_do_resolve(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out);
 /* Settles bills whose dispute window passed and completes agreements past their usage grace. */
 void seq_books_tick(struct ctx *x);
-/* Before the first record this process makes that charges a fee (an agreement, a commission):
+/* Before the first record this process makes that depends on the fees (an order's hold, an
+ * agreement, a commission):
  * appends the fee_schedule record when cpxd's schedule differs from the last one recorded. */
 void seq_fees_in_force(struct ctx *x);
 
