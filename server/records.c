@@ -31,8 +31,7 @@ unsigned records_ledger_roles(unsigned roles)
     return out;
 }
 
-/* Fills p with req's signed request as received (id, method, target, ts, body, sig). */
-static void party_of(const struct request *req, struct cpx_party *p)
+void records_party_of(const struct request *req, struct cpx_party *p)
 {
     memset(p, 0, sizeof *p);
     snprintf(p->id, sizeof p->id, "%s", req->auth.id);
@@ -91,17 +90,7 @@ static bool canon_json(struct cpx_canon_writer *w, const json_t *v)
 }
 
 enum db_status records_market(struct db_conn *c, struct ledger_batch *b, enum cpx_kind kind,
-                              const json_t *payload, const struct request *req, uint64_t *seq)
-{
-    struct cpx_party party;
-    if (req != NULL)
-        party_of(req, &party);
-    return records_market_signed(c, b, kind, payload, req ? &party : NULL, seq);
-}
-
-enum db_status records_market_signed(struct db_conn *c, struct ledger_batch *b, enum cpx_kind kind,
-                                     const json_t *payload, const struct cpx_party *party,
-                                     uint64_t *seq)
+                              const json_t *payload, const struct cpx_party *party, uint64_t *seq)
 {
     struct cpx_canon_writer w;
     cpx_canon_writer_init(&w);
@@ -181,7 +170,7 @@ static enum db_status append(struct db_conn *c, struct ledger_batch *b, enum cpx
     struct cpx_party signed_request;
     const struct cpx_party *party = NULL;
     if (req != NULL) {
-        party_of(req, &signed_request);
+        records_party_of(req, &signed_request);
         party = &signed_request;
     }
     const uint8_t *payload;

@@ -37,19 +37,19 @@ bool records_require_canonical_body(struct request *req);
  */
 bool records_party_fits(struct request *req);
 
+/* Fills p with req's signed request as received (id, method, target, ts, body, sig), as a
+ * record's party part keeps it; p points into req. */
+void records_party_of(const struct request *req, struct cpx_party *p);
+
 /*
- * Appends a market record (listing, order, cancel, agreement, deposit: docs/trading.md) whose
- * payload is the JSON object payload, written canonically (sorted keys; integers must be within
- * +-(2^53-1), strings UTF-8, no reals). req is the party's signed request, or NULL for the
- * exchange's own record. DB_HARD when the payload cannot be written canonically (logged).
+ * Appends a market or delivery record (docs/trading.md, docs/delivery.md) whose payload is the
+ * JSON object payload, written canonically (sorted keys; integers must be within +-(2^53-1),
+ * strings UTF-8, no reals). party is the party's signed request (records_party_of, or a signature
+ * that did not arrive as a request to cpxd: a provider's acceptance), or NULL for the exchange's
+ * own record. DB_HARD when the payload cannot be written canonically (logged).
  */
 enum db_status records_market(struct db_conn *c, struct ledger_batch *b, enum cpx_kind kind,
-                              const json_t *payload, const struct request *req, uint64_t *seq);
-/* The same with a party's signature that did not arrive as a request to cpxd (a provider's
- * acceptance, docs/delivery.md §2); party NULL for the exchange's own record. */
-enum db_status records_market_signed(struct db_conn *c, struct ledger_batch *b, enum cpx_kind kind,
-                                     const json_t *payload, const struct cpx_party *party,
-                                     uint64_t *seq);
+                              const json_t *payload, const struct cpx_party *party, uint64_t *seq);
 
 /*
  * Append the identity, approval/rejection and key_rotation records. req is the originating

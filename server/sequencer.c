@@ -351,20 +351,17 @@ void seq_refuse_engine(struct tx_reply *out, const mx_event *ev, const char *wha
 uint64_t seq_record(struct sequencer *s, enum cpx_kind kind, json_t *payload,
                     const struct request *party, struct db_conn *c)
 {
-    uint64_t seq = 0;
-    enum db_status st = records_market(c, &s->b.ledger, kind, payload, party, &seq);
-    json_decref(payload);
-    if (st != DB_OK)
-        seq_fatal("appending a ledger record", st);
-    s->b.wrote = true;
-    return seq;
+    struct cpx_party signed_request;
+    if (party != NULL)
+        records_party_of(party, &signed_request);
+    return seq_record_signed(s, kind, payload, party ? &signed_request : NULL, c);
 }
 
 uint64_t seq_record_signed(struct sequencer *s, enum cpx_kind kind, json_t *payload,
                            const struct cpx_party *party, struct db_conn *c)
 {
     uint64_t seq = 0;
-    enum db_status st = records_market_signed(c, &s->b.ledger, kind, payload, party, &seq);
+    enum db_status st = records_market(c, &s->b.ledger, kind, payload, party, &seq);
     json_decref(payload);
     if (st != DB_OK)
         seq_fatal("appending a ledger record", st);
