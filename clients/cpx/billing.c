@@ -6,9 +6,9 @@
  * answers print as the exchange's JSON with --json, otherwise as aligned lines and tables with
  * money as the decimal CNY strings the exchange wrote.
  *
- * The printing helpers below (str_of, line, the table) are copies of market.c's private ones.
+ * The helpers that check ids, escape queries and print (word_ok, str_of, line, the table, show)
+ * are market.c's too, in helpers.c.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,32 +17,6 @@
 #include "clients/cpx/cpx.h"
 
 /* ---- building requests --------------------------------------------------------------------- */
-
-/* Is s an id the exchange could have made (agr_..., bil_...): 1 to 64 of [A-Za-z0-9._-]?
- * Anything else would not stay one path segment. */
-static bool word_ok(const char *s)
-{
-    size_t n = strlen(s);
-    return n > 0 && n <= 64 &&
-           strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
-}
-
-/* Appends "name=value" (percent-encoded) to a query string when value is set. */
-static void add_query_escaped(char *q, size_t cap, const char *name, const char *value)
-{
-    if (value == NULL)
-        return;
-    size_t n = strlen(q);
-    n += snprintf(q + n, n < cap ? cap - n : 0, "%c%s=", strchr(q, '?') ? '&' : '?', name);
-    for (const unsigned char *p = (const unsigned char *)value; *p != '\0' && n + 4 < cap; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            strchr("-._~", *p) != NULL)
-            q[n++] = (char)*p;
-        else
-            n += snprintf(q + n, cap - n, "%%%02X", *p);
-    }
-    q[n < cap ? n : cap - 1] = '\0';
-}
 
 /* Reads n digits at *p into *out. */
 static bool digits(const char **p, int n, int *out)
@@ -107,131 +81,13 @@ static bool put_text(json_t *o, const char *key, const char *text)
     return true;
 }
 
-/* ---- printing answers (as market.c prints them) -------------------------------------------- */
-
-static const char *str_of(const json_t *o, const char *key)
-{
-    const char *s = json_string_value(json_object_get(o, key));
-    return s ? s : "-";
-}
-
-/* A scalar member as text: strings as they are, numbers in decimal, null or absent as "-". */
-static const char *text_of(const json_t *o, const char *key, char *buf, size_t cap)
-{
-    json_t *v = json_object_get(o, key);
-    if (json_is_string(v))
-        return json_string_value(v);
-    if (json_is_integer(v))
-        snprintf(buf, cap, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-    else
-        snprintf(buf, cap, "-");
-    return buf;
-}
+/* ---- printing answers (as market.c prints them, with helpers.c) ---------------------------- */
 
 /* Is o[key] there and not null? */
 static bool has(const json_t *o, const char *key)
 {
     json_t *v = json_object_get(o, key);
     return v != NULL && !json_is_null(v);
-}
-
-/* One aligned "label  value" line. */
-static void line(const char *label, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%-11s  ", label);
-    vprintf(fmt, ap);
-    putchar('\n');
-    va_end(ap);
-}
-
-/* A table of text cells, printed with every column as wide as its widest cell. */
-#define TABLE_MAX_COLS 8
-struct table {
-    int ncols;
-    size_t nrows, cap;
-    char **cells; /* nrows x ncols, row 0 the headers */
-};
-
-static void table_add(struct table *t, ...)
-{
-    if (t->nrows == t->cap) {
-        t->cap = t->cap ? t->cap * 2 : 16;
-        t->cells = realloc(t->cells, t->cap * (size_t)t->ncols * sizeof *t->cells);
-        if (t->cells == NULL) {
-            fprintf(stderr, "out of memory\n");
-            exit(1);
-        }
-    }
-    va_list ap;
-    va_start(ap, t);
-    for (int i = 0; i < t->ncols; i++) {
-        const char *s = va_arg(ap, const char *);
-        t->cells[t->nrows * (size_t)t->ncols + (size_t)i] = strdup(s ? s : "-");
-    }
-    va_end(ap);
-    t->nrows++;
-}
-
-/* Characters, not bytes, so that UTF-8 text lines up. */
-static size_t width_of(const char *s)
-{
-    size_t w = 0;
-    for (; *s != '\0'; s++)
-        w += ((unsigned char)*s & 0xC0) != 0x80;
-    return w;
-}
-
-static void table_free(struct table *t)
-{
-    for (size_t i = 0; i < t->nrows * (size_t)t->ncols; i++)
-        free(t->cells[i]);
-    free(t->cells);
-    t->cells = NULL;
-    t->nrows = t->cap = 0;
-}
-
-/* Prints the table, or `empty` when it has no rows but the headers; frees it. */
-static void table_print(struct table *t, const char *empty)
-{
-    size_t width[TABLE_MAX_COLS] = { 0 };
-    if (t->nrows <= 1 && empty != NULL) {
-        puts(empty);
-        table_free(t);
-        return;
-    }
-    for (size_t r = 0; r < t->nrows; r++)
-        for (int i = 0; i < t->ncols; i++) {
-            size_t w = width_of(t->cells[r * (size_t)t->ncols + (size_t)i]);
-            if (w > width[i])
-                width[i] = w;
-        }
-    for (size_t r = 0; r < t->nrows; r++)
-        for (int i = 0; i < t->ncols; i++) {
-            const char *s = t->cells[r * (size_t)t->ncols + (size_t)i];
-            if (i + 1 < t->ncols)
-                printf("%s%*s", s, (int)(width[i] - width_of(s) + 2), "");
-            else
-                printf("%s\n", s);
-        }
-    table_free(t);
-}
-
-/* Sends a request and prints a 2xx JSON object with print (or reports the answer as cli_report
- * does, --json included); returns the exit status. */
-static int show(struct ctx *c, const char *method, const char *target, json_t *body,
-                const char *idempotency_key, void (*print)(const json_t *))
-{
-    struct client_reply r;
-    bool ok = send_request(c, method, target, body, true, idempotency_key, &r);
-    int rc = 0;
-    if (ok && r.status >= 200 && r.status <= 299 && json_is_object(r.json) && !c->json)
-        print(r.json);
-    else
-        rc = cli_report(&r, ok, c->json);
-    client_reply_free(&r);
-    return rc;
 }
 
 /* ---- bills --------------------------------------------------------------------------------- */
@@ -264,28 +120,28 @@ static void print_bill(const json_t *b)
 {
     json_int_t ds = json_integer_value(json_object_get(b, "device_seconds"));
     char hours[32], seq[24];
-    line("id", "%s", str_of(b, "id"));
-    line("status", "%s", str_of(b, "status"));
-    line("agreement", "%s", str_of(b, "agreement"));
-    line("buyer", "%s", str_of(b, "buyer"));
-    line("provider", "%s", str_of(b, "provider"));
-    line("usage", "%s", str_of(b, "usage"));
-    line("period", "%s to %s", str_of(b, "period_start"), str_of(b, "period_end"));
-    line("metered", "%" JSON_INTEGER_FORMAT " device-seconds (%s device-hours)", ds,
+    line(stdout, "id", "%s", str_of(b, "id"));
+    line(stdout, "status", "%s", str_of(b, "status"));
+    line(stdout, "agreement", "%s", str_of(b, "agreement"));
+    line(stdout, "buyer", "%s", str_of(b, "buyer"));
+    line(stdout, "provider", "%s", str_of(b, "provider"));
+    line(stdout, "usage", "%s", str_of(b, "usage"));
+    line(stdout, "period", "%s to %s", str_of(b, "period_start"), str_of(b, "period_end"));
+    line(stdout, "metered", "%" JSON_INTEGER_FORMAT " device-seconds (%s device-hours)", ds,
          device_hours(ds, hours, sizeof hours));
-    line("amount", "%s CNY", str_of(b, "amount"));
-    line("commission", "%s CNY", str_of(b, "commission"));
-    line("final", "%s",
+    line(stdout, "amount", "%s CNY", str_of(b, "amount"));
+    line(stdout, "commission", "%s CNY", str_of(b, "commission"));
+    line(stdout, "final", "%s",
          json_is_true(json_object_get(b, "final")) ? "yes: the agreement's last bill" : "no");
-    line("disputable", "until %s", str_of(b, "dispute_until"));
+    line(stdout, "disputable", "until %s", str_of(b, "dispute_until"));
     if (has(b, "dispute_reason"))
-        line("dispute", "%s", str_of(b, "dispute_reason"));
+        line(stdout, "dispute", "%s", str_of(b, "dispute_reason"));
     if (has(b, "resolution_note"))
-        line("resolution", "%s", str_of(b, "resolution_note"));
-    line("created_at", "%s", str_of(b, "created_at"));
+        line(stdout, "resolution", "%s", str_of(b, "resolution_note"));
+    line(stdout, "created_at", "%s", str_of(b, "created_at"));
     if (has(b, "settled_at"))
-        line("settled_at", "%s", str_of(b, "settled_at"));
-    line("ledger_seq", "%s", text_of(b, "ledger_seq", seq, sizeof seq));
+        line(stdout, "settled_at", "%s", str_of(b, "settled_at"));
+    line(stdout, "ledger_seq", "%s", text_of(b, "ledger_seq", seq, sizeof seq));
 }
 
 /* An answer that is a bill prints as one; anything else as "key  value" lines. */
@@ -308,7 +164,7 @@ static void print_bill_receipt(const json_t *o)
     }
     char seq[24];
     print_bill(bill);
-    line("recorded", "ledger_seq %s", text_of(o, "ledger_seq", seq, sizeof seq));
+    line(stdout, "recorded", "ledger_seq %s", text_of(o, "ledger_seq", seq, sizeof seq));
 }
 
 static void print_bills(const json_t *page)
@@ -327,9 +183,7 @@ static void print_bills(const json_t *page)
                   str_of(b, "commission"), str_of(b, "status"), str_of(b, "dispute_until"));
     }
     table_print(&t, "(none)");
-    const char *next = json_string_value(json_object_get(page, "next"));
-    if (next != NULL)
-        printf("(more: --after %s)\n", next);
+    print_next(page);
 }
 
 const struct cli_flag bills_flags[] = {
@@ -342,16 +196,9 @@ const struct cli_flag bills_flags[] = {
 
 int cmd_bills(struct ctx *c, const struct cli_flag *flags, const struct cli_args *a)
 {
-    if (a->nargs != 0) {
-        fprintf(stderr, "usage: cpx bills [--agreement ID] [--status S] [--limit N] [--after C]\n");
-        return 2;
-    }
-    char target[512] = "/v1/bills";
-    add_query_escaped(target, sizeof target, "agreement", cli_get(flags, a, "agreement"));
-    add_query_escaped(target, sizeof target, "status", cli_get(flags, a, "status"));
-    add_query_escaped(target, sizeof target, "limit", cli_get(flags, a, "limit"));
-    add_query_escaped(target, sizeof target, "after", cli_get(flags, a, "after"));
-    return show(c, "GET", target, NULL, NULL, print_bills);
+    return show_query(c, flags, a,
+                      "cpx bills [--agreement ID] [--status S] [--limit N] [--after C]",
+                      "/v1/bills", true, print_bills);
 }
 
 int cmd_bill(struct ctx *c, const struct cli_flag *flags, const struct cli_args *a)
@@ -363,7 +210,7 @@ int cmd_bill(struct ctx *c, const struct cli_flag *flags, const struct cli_args 
     }
     char target[128];
     snprintf(target, sizeof target, "/v1/bills/%s", a->args[0]);
-    return show(c, "GET", target, NULL, NULL, print_bill);
+    return show(c, "GET", target, NULL, true, NULL, print_bill);
 }
 
 const struct cli_flag dispute_flags[] = {
@@ -385,7 +232,7 @@ int cmd_dispute(struct ctx *c, const struct cli_flag *flags, const struct cli_ar
     }
     char target[128];
     snprintf(target, sizeof target, "/v1/bills/%s/dispute", a->args[0]);
-    return show(c, "POST", target, body, NULL, print_bill_receipt);
+    return show(c, "POST", target, body, true, NULL, print_bill_receipt);
 }
 
 const struct cli_flag resolve_flags[] = {
@@ -408,7 +255,7 @@ int cmd_resolve(struct ctx *c, const struct cli_flag *flags, const struct cli_ar
     }
     char target[128];
     snprintf(target, sizeof target, "/v1/bills/%s/resolution", a->args[0]);
-    return show(c, "POST", target, body, NULL, print_bill_receipt);
+    return show(c, "POST", target, body, true, NULL, print_bill_receipt);
 }
 
 /* ---- usage --------------------------------------------------------------------------------- */
@@ -428,9 +275,9 @@ static void print_usage(const json_t *u)
     json_t *bill = json_object_get(u, "bill");
     if (json_is_object(bill)) {
         char seq[24];
-        line("usage", "%s", str_of(u, "usage"));
+        line(stdout, "usage", "%s", str_of(u, "usage"));
         if (has(u, "ledger_seq"))
-            line("ledger_seq", "%s", text_of(u, "ledger_seq", seq, sizeof seq));
+            line(stdout, "ledger_seq", "%s", text_of(u, "ledger_seq", seq, sizeof seq));
         print_bill(bill);
     } else {
         print_bill_or_object(u);
@@ -466,7 +313,7 @@ int cmd_usage(struct ctx *c, const struct cli_flag *flags, const struct cli_args
     char key[128], target[128];
     snprintf(key, sizeof key, "use-%s-%lld", a->args[0], start);
     snprintf(target, sizeof target, "/v1/agreements/%s/usage", a->args[0]);
-    return show(c, "POST", target, body, key, print_usage);
+    return show(c, "POST", target, body, true, key, print_usage);
 }
 
 /* ---- deliveries ---------------------------------------------------------------------------- */
@@ -474,8 +321,8 @@ int cmd_usage(struct ctx *c, const struct cli_flag *flags, const struct cli_args
 static void print_deliveries(const json_t *d)
 {
     json_t *attempts = json_object_get(d, "attempts");
-    line("delivery", "%s", str_of(d, "delivery"));
-    line("state", "%s", str_of(d, "state"));
+    line(stdout, "delivery", "%s", str_of(d, "delivery"));
+    line(stdout, "state", "%s", str_of(d, "state"));
     struct table t = { .ncols = 6 };
     table_add(&t, "ATTEMPT", "TIME", "DURATION", "HTTP", "OUTCOME", "ERROR");
     size_t i;
@@ -501,7 +348,7 @@ int cmd_deliveries(struct ctx *c, const struct cli_flag *flags, const struct cli
     }
     char target[128];
     snprintf(target, sizeof target, "/v1/agreements/%s/deliveries", a->args[0]);
-    return show(c, "GET", target, NULL, NULL, print_deliveries);
+    return show(c, "GET", target, NULL, true, NULL, print_deliveries);
 }
 
 /* ---- statements ---------------------------------------------------------------------------- */
@@ -559,7 +406,7 @@ int cmd_statement(struct ctx *c, const struct cli_flag *flags, const struct cli_
     add_query_escaped(target, sizeof target, "from", cli_get(flags, a, "from"));
     add_query_escaped(target, sizeof target, "to", cli_get(flags, a, "to"));
     if (!csv)
-        return show(c, "GET", target, NULL, NULL, print_statement);
+        return show(c, "GET", target, NULL, true, NULL, print_statement);
     add_query_escaped(target, sizeof target, "format", "csv");
     struct client_reply r;
     bool ok = send_request(c, "GET", target, NULL, true, NULL, &r);
