@@ -1,9 +1,10 @@
 #!/bin/sh
 # `make bench-delivery`: the delivery and billing path against a real cpxd (docs/delivery.md §7).
 # A private PostgreSQL cluster in a temporary folder (fsync on, as in production) and a private
-# cpxd on it, set up as bench-trading.sh does (TLS with a self-signed certificate, --rate-limit 0)
-# and, for delivery, with --delivery-ca that certificate (the load generator's provider endpoint
-# serves with it), --dispute-window 0 (bills settle as they are made) and --dispatchers N. Then
+# cpxd on it, set up as for bench-trading.sh (scripts/bench-env.sh: TLS with a self-signed
+# certificate, --rate-limit 0) and, for delivery, with --delivery-ca that certificate (the load
+# generator's provider endpoint serves with it), --dispute-window 0 (bills settle as they are
+# made) and --dispatchers N. Then
 # bin/cpx-bench-delivery measures the machine's Ed25519 verification and single-row commit rates,
 # registers providers and buyers, runs the providers' HTTPS endpoint, places crossing orders and
 # measures how fast agreements are dispatched and accepted, then how fast usage reports become
@@ -22,65 +23,15 @@
 #   CPX_BENCH_CPXD_THREADS (2 x cores), CPX_BENCH_CPXD_DB_POOL (2 x threads + dispatchers):
 #   cpxd's --threads and --db-pool; CPX_BENCH_CPXD_ARGS: further cpxd flags (e.g.
 #   "--log-level debug" to see each batch's timings in the log, which is then summarised).
-set -eu
-cd "$(dirname "$0")/.."
-BIN=${BIN:-bin}
-var=$(mktemp -d "${TMPDIR:-/tmp}/cpx-bench.XXXXXX")
-chmod 755 "$var"
-pid=
-cleanup() {
-    rc=$?
-    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    if [ "$rc" -ne 0 ] && [ -s "$var/cpxd.log" ]; then
-        echo "bench-delivery: the last lines cpxd logged:" >&2
-        tail -n 20 "$var/cpxd.log" >&2
-    fi
-    CPX_VAR=$var scripts/pg.sh destroy >/dev/null 2>&1 || true
-    rm -rf "$var"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=scripts/bench-env.sh
+. "$(dirname "$0")/bench-env.sh"
 
-cores=$(getconf _NPROCESSORS_ONLN)
-threads=${CPX_BENCH_CPXD_THREADS:-$((cores * 2))}
 dispatchers=${CPX_BENCH_DISPATCHERS:-2}
-db_pool=${CPX_BENCH_CPXD_DB_POOL:-$((threads * 2 + dispatchers))}
-
-CPX_VAR=$var scripts/pg.sh start >/dev/null
-CPX_VAR=$var scripts/tls.sh >/dev/null
-url=$(CPX_VAR=$var scripts/pg.sh url)
-admin_url=$(CPX_VAR=$var scripts/pg.sh admin-url cpx)
-origin=bench.cpx/ledger
-"$BIN/cpx" keygen --out "$var/operator.key" >/dev/null
-"$BIN/cpx" keygen --out "$var/exchange.key" >/dev/null
-
-# shellcheck disable=SC2086 # CPX_BENCH_CPXD_ARGS is a list of flags
-"$BIN/cpxd" --port 0 --port-file "$var/port" --database-url "$url" \
-    --admin-database-url "$admin_url" --log-level warn \
-    --tls-cert "$var/tls/cert.pem" --tls-key "$var/tls/key.pem" \
-    --operator-key "$var/operator.key" --exchange-key "$var/exchange.key" \
-    --ledger-origin $origin --threads "$threads" --db-pool "$db_pool" --rate-limit 0 \
-    --delivery-ca "$var/tls/cert.pem" --dispute-window 0 --dispatchers "$dispatchers" \
-    ${CPX_BENCH_CPXD_ARGS:-} >"$var/cpxd.log" 2>&1 &
-pid=$!
-for _ in $(seq 1 150); do
-    [ -s "$var/port" ] && break
-    kill -0 "$pid" 2>/dev/null || { echo "bench-delivery: cpxd exited at start" >&2; exit 1; }
-    sleep 0.1
-done
-[ -s "$var/port" ] || { echo "bench-delivery: cpxd did not start" >&2; exit 1; }
-base="https://127.0.0.1:$(cat "$var/port")"
-
-# Without the delivery endpoints there is nothing to measure: say so instead of printing numbers.
-# (An unsigned POST to an existing route is refused with 401 or 415, to a missing one with 404.)
-code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$var/tls/cert.pem" -X POST \
-    -H 'Content-Type: application/json' --data '{}' "$base/v1/agreements/agr_000000000001/usage" ||
-    true)
-if [ "$code" = 404 ] || [ "$code" = 000 ]; then
-    echo "bench-delivery: this cpxd has no POST /v1/agreements/{id}/usage (answered $code):" \
-        "delivery (docs/delivery.md) is not in server/routes.c; nothing to measure" >&2
-    exit 1
-fi
+bench_cluster operator exchange
+bench_cpxd "$dispatchers" --delivery-ca "$var/tls/cert.pem" --dispute-window 0 \
+    --dispatchers "$dispatchers"
+bench_route /v1/agreements/agr_000000000001/usage '/v1/agreements/{id}/usage' \
+    "delivery (docs/delivery.md) is not in server/routes.c"
 
 echo "bench delivery cpxd threads=$threads db_pool=$db_pool dispatchers=$dispatchers" \
     "rate_limit=off dispute_window=0 cores=$cores tls=verified(own self-signed certificate," \
@@ -126,8 +77,6 @@ if grep -q 'sequencer: batch of' "$var/cpxd.log"; then
                         a[k] / b[k], w[k] / b[k], m[k] / b[k]
         }' "$var/bench.out" "$var/cpxd.log" >&2
 else
-    lines=$(wc -l <"$var/cpxd.log")
-    echo "bench delivery cpxd_log warn_or_error_lines=$lines" >&2
-    [ "$lines" -eq 0 ] || cut -d' ' -f2- "$var/cpxd.log" | sort | uniq -c | sort -rn | head -n 5 >&2
+    bench_cpxd_log
 fi
 [ ! -s "$var/rc" ] || exit "$(cat "$var/rc")"

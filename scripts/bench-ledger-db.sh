@@ -3,26 +3,12 @@
 # temporary folder (fsync on, as in production); the ledger writer's benchmark appends order-sized
 # records in batches of 1 to 1000 records per transaction; then a real cpxd serves what it wrote,
 # and the regulator's side is timed over it: cpx-audit against the live API, the export download,
-# and cpx-audit on the export file. Everything is removed afterwards. Prints `bench ...` lines.
-set -eu
-cd "$(dirname "$0")/.."
-BIN=${BIN:-bin}
-var=$(mktemp -d "${TMPDIR:-/tmp}/cpx-bench.XXXXXX")
-chmod 755 "$var"
-pid=
-cleanup() {
-    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    CPX_VAR=$var scripts/pg.sh destroy >/dev/null 2>&1 || true
-    rm -rf "$var"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# and cpx-audit on the export file. Everything is removed afterwards (scripts/bench-env.sh sets
+# up and removes the cluster). Prints `bench ...` lines.
+# shellcheck source=scripts/bench-env.sh
+. "$(dirname "$0")/bench-env.sh"
 
-CPX_VAR=$var scripts/pg.sh start >/dev/null
-CPX_VAR=$var scripts/tls.sh >/dev/null
-url=$(CPX_VAR=$var scripts/pg.sh url)
-origin=bench.cpx/ledger
-"$BIN/cpx" keygen --out "$var/exchange.key" >/dev/null
+bench_cluster exchange
 CPX_BENCH_DB_URL=$url CPX_BENCH_EXCHANGE_KEY=$var/exchange.key "$BIN/cpx-bench-ledger_db"
 
 "$BIN/cpxd" --exchange-key "$var/exchange.key" --ledger-origin $origin --print-verifier-key \
