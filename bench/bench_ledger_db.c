@@ -56,11 +56,17 @@ static enum db_status append_tx(struct db_conn *c, void *arg)
     struct job *j = arg;
     ledger_batch_reset(&j->b);
     for (int i = 0; i < j->n; i++) {
-        char payload[160];
+        /* Shaped as the exchange writes an order (docs/ledger.md section 11), so that the
+         * auditor's books agree: one device of 1 TFLOPS for an hour at a limit of 1 micro-CNY per
+         * PFLOPS-hour holds floor(1 / 1000) = 0. */
+        char payload[320];
+        uint64_t n = j->appended + (uint64_t)i;
         int len = snprintf(payload, sizeof payload,
-                           "{\"buyer\":\"%s\",\"hours\":4,\"id\":\"ord_%010" PRIu64
-                           "\",\"limit_price\":15200000,\"precision\":\"bf16\",\"tflops\":900}",
-                           j->party.id, j->appended + (uint64_t)i);
+                           "{\"buyer\":\"%s\",\"client_order_id\":\"bench-%" PRIu64
+                           "\",\"hold_bps\":0,\"hold_micro\":0,\"id\":\"ord_%012" PRIu64
+                           "\",\"terms\":{\"constraints\":{\"max_tflops\":1},\"devices\":1,"
+                           "\"hours\":1,\"limit_price_micro\":1,\"precision\":\"bf16\"}}",
+                           j->party.id, n, n);
         uint64_t seq;
         enum db_status st = ledger_append(c, &j->b, CPX_KIND_ORDER, &j->party,
                                           (const uint8_t *)payload, (size_t)len, &seq);
