@@ -54,12 +54,7 @@ const struct db_statement db_delivery_statements[] = {
       "UPDATE deliveries SET state = $2, lease_until = NULL, last_error = coalesce($3, "
       "last_error) WHERE agreement_id = $1",
       3 },
-    { "dlv_listing_ask",
-      "SELECT ask, status, remaining FROM listings WHERE id = $1 AND ask IS NOT NULL", 1 },
-    { "dlv_listing_reopen",
-      "UPDATE listings SET status = 'open', remaining = $2, cancel_reason = NULL, "
-      "closed_at = NULL WHERE id = $1",
-      2 },
+    { "dlv_listing_ask", "SELECT ask, status FROM listings WHERE id = $1 AND ask IS NOT NULL", 1 },
     { "dlv_fees_last",
       "SELECT (convert_from(r.record, 'UTF8')::json -> 'payload')::text FROM ledger_records r "
       "WHERE r.kind = 'fee_schedule' "
@@ -70,7 +65,7 @@ const struct db_statement db_delivery_statements[] = {
       "UPDATE deliveries d SET lease_until = now() + make_interval(secs => $1::int), "
       "attempts = d.attempts + 1 WHERE d.agreement_id IN (SELECT agreement_id FROM deliveries "
       "WHERE state = 'pending' AND next_attempt_at <= now() AND (lease_until IS NULL OR "
-      "lease_until < now()) ORDER BY next_attempt_at LIMIT 4 FOR UPDATE SKIP LOCKED) "
+      "lease_until < now()) ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED) "
       "RETURNING d.agreement_id, d.provider, d.endpoint, coalesce(d.endpoint_pin, ''), "
       "d.attempts, d.deliver_by",
       1 },
@@ -121,14 +116,13 @@ const struct db_statement db_delivery_statements[] = {
       3 },
     /* the public books, paged by a text cursor */
     { "dlv_audit_bills",
-      "SELECT id, agreement_id, amount, commission, status, ledger_seq, id::text AS cursor FROM "
-      "bills "
-      "WHERE id > coalesce(nullif($1, '')::numeric, 0) ORDER BY id LIMIT $2",
+      "SELECT id, agreement_id, amount, commission, status, ledger_seq FROM bills "
+      "WHERE id > $1::bigint ORDER BY id LIMIT $2",
       2 },
     { "dlv_audit_balances",
-      "SELECT owner, kind, balance, owner || '/' || kind FROM accounts "
-      "WHERE owner || '/' || kind > $1 ORDER BY owner || '/' || kind LIMIT $2",
-      2 },
+      "SELECT owner, kind, balance FROM accounts WHERE (owner, kind) > ($1, $2) "
+      "ORDER BY owner, kind LIMIT $3",
+      3 },
     { NULL, NULL, 0 },
 };
 

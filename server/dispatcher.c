@@ -1,8 +1,8 @@
 /*
  * The dispatcher: see dispatcher.h and docs/delivery.md §2.
  *
- * Each thread loops: claim up to CLAIM due jobs (a lease, so no other thread takes them), and
- * for each one either fail it (its deadline passed), put it off (its provider's breaker is
+ * Each thread loops: claim the next due job (a lease, so no other thread takes it), and either
+ * fail it (its deadline passed), put it off (its endpoint's breaker is
  * open), or POST its envelope and judge the answer. The sequencer makes the outcome part of the
  * books (SEQ_ACCEPT, SEQ_UNDELIVERABLE); the attempt and the next try are the dispatcher's rows.
  * No database connection is held while waiting on a provider.
@@ -28,15 +28,15 @@
 #include "server/server.h"
 #include "server/util.h"
 
-#define CLAIM          4     /* jobs a thread claims at once */
+#define CLAIM          1     /* jobs a claim takes: its lease covers the one attempt that follows */
 #define ANSWER_MAX     65536 /* longest acceptance body read */
-#define BREAKER_FAILS  5     /* consecutive failures that open a provider's breaker */
+#define BREAKER_FAILS  5     /* consecutive failures that open an endpoint's breaker */
 #define BREAKER_OPEN_S 30    /* first open period; doubles while it keeps failing */
 #define BREAKER_MAX_S  300
-#define BREAKERS       256 /* providers tracked (hashed; a collision only shares a breaker) */
+#define BREAKERS       256 /* endpoints tracked (hashed; a collision only shares a breaker) */
 
 struct breaker {
-    char provider[CPX_ID_MAX];
+    char endpoint[ENDPOINT_MAX + 1];
     int fails;      /* consecutive failed attempts */
     int64_t open_s; /* length of the current open period */
     int64_t until;  /* closed to attempts until then (unix seconds) */
@@ -62,31 +62,32 @@ struct job {
     int64_t deliver_by;
 };
 
-/* ---- the provider's breaker ---------------------------------------------------------------- */
+/* ---- an endpoint's breaker ---------------------------------------------------------------- */
 
-static struct breaker *breaker_of(struct dispatcher *d, const char *provider)
+/* Per endpoint, not per provider: a provider whose one endpoint is down may serve from others. */
+static struct breaker *breaker_of(struct dispatcher *d, const char *endpoint)
 {
-    struct breaker *b = &d->breakers[cpx_fnv1a64(provider) % BREAKERS];
-    if (strcmp(b->provider, provider) != 0) {
+    struct breaker *b = &d->breakers[cpx_fnv1a64(endpoint) % BREAKERS];
+    if (strcmp(b->endpoint, endpoint) != 0) {
         memset(b, 0, sizeof *b);
-        snprintf(b->provider, sizeof b->provider, "%s", provider);
+        snprintf(b->endpoint, sizeof b->endpoint, "%s", endpoint);
     }
     return b;
 }
 
-/* When the provider may next be tried: now, or the end of its breaker's open period. */
-static int64_t breaker_allows(struct dispatcher *d, const char *provider, int64_t now)
+/* When the endpoint may next be tried: now, or the end of its breaker's open period. */
+static int64_t breaker_allows(struct dispatcher *d, const char *endpoint, int64_t now)
 {
     pthread_mutex_lock(&d->mu);
-    int64_t until = breaker_of(d, provider)->until;
+    int64_t until = breaker_of(d, endpoint)->until;
     pthread_mutex_unlock(&d->mu);
     return until > now ? until : now;
 }
 
-static void breaker_result(struct dispatcher *d, const char *provider, bool ok, int64_t now)
+static void breaker_result(struct dispatcher *d, const char *endpoint, bool ok, int64_t now)
 {
     pthread_mutex_lock(&d->mu);
-    struct breaker *b = breaker_of(d, provider);
+    struct breaker *b = breaker_of(d, endpoint);
     if (ok) {
         b->fails = 0;
         b->open_s = 0;
@@ -97,7 +98,7 @@ static void breaker_result(struct dispatcher *d, const char *provider, bool ok, 
             b->open_s = BREAKER_MAX_S;
         b->until = now + b->open_s; /* then one attempt probes it */
         log_warn("dispatcher: %s failed %d attempts in a row; not trying it for %" PRId64 " s",
-                 provider, b->fails, b->open_s);
+                 endpoint, b->fails, b->open_s);
     }
     pthread_mutex_unlock(&d->mu);
 }
@@ -333,9 +334,9 @@ static void deliver(struct dispatcher *d, CURL *curl, const struct job *j, unsig
                  st == 200 ? "failed, escrow and devices returned" : msg);
         return; /* the sequencer closed the outbox row (or it will be claimed again) */
     }
-    int64_t allowed = breaker_allows(d, j->provider, now);
+    int64_t allowed = breaker_allows(d, j->endpoint, now);
     if (allowed > now) {
-        attempt_done(d, j, started, 0, "skipped", "the provider's circuit breaker is open",
+        attempt_done(d, j, started, 0, "skipped", "the endpoint's circuit breaker is open",
                      allowed);
         return;
     }
@@ -387,14 +388,14 @@ static void deliver(struct dispatcher *d, CURL *curl, const struct job *j, unsig
     }
     free(a);
     if (bad != NULL) {
-        breaker_result(d, j->provider, false, now);
+        breaker_result(d, j->endpoint, false, now);
         attempt_done(d, j, started, rc == CURLE_OK ? status : 0, "failed", bad,
                      now + 1 + backoff(d, j->attempt, rnd));
         log_info("dispatcher: agr %" PRIu64 " attempt %d to %s failed: %s", j->agreement,
                  j->attempt, j->endpoint, bad);
         return;
     }
-    breaker_result(d, j->provider, true, now);
+    breaker_result(d, j->endpoint, true, now);
     struct seq_cmd *cmd = seq_cmd_new(SEQ_ACCEPT, NULL);
     int st = 503;
     if (cmd != NULL) {

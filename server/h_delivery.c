@@ -87,9 +87,16 @@ static const struct spec resolution_spec[] = {
     SPEC_END,
 };
 
-/* Both bill commands: the bill id, then the sequencer. */
-static void bill_command(struct request *req, enum seq_op op, const char *text, bool refund)
+/* Both bill commands: the text within its bytes, the bill id, then the sequencer. SPEC_STR counts
+ * characters; the text is kept whole or refused, never cut inside a character. */
+static void bill_command(struct request *req, enum seq_op op, const char *field, const char *text,
+                         bool refund)
 {
+    if (text != NULL && strlen(text) > BILL_TEXT_MAX) {
+        reply_error(req, E_OUT_OF_RANGE, field, "%s may be at most %d bytes of UTF-8.", field,
+                    BILL_TEXT_MAX);
+        return;
+    }
     struct seq_cmd *cmd = seq_cmd_new(op, req);
     if (cmd == NULL) {
         reply_error(req, E_INTERNAL, NULL, NULL);
@@ -110,14 +117,14 @@ void h_bill_dispute(struct request *req)
 {
     struct dispute_req r = { 0 };
     if (records_party_fits(req) && request_parse(req, dispute_spec, &r))
-        bill_command(req, SEQ_DISPUTE, r.text, false);
+        bill_command(req, SEQ_DISPUTE, "reason", r.text, false);
 }
 
 void h_bill_resolve(struct request *req)
 {
     struct resolution_req r = { -1, NULL };
     if (records_party_fits(req) && request_parse(req, resolution_spec, &r))
-        bill_command(req, SEQ_RESOLVE, r.text, r.outcome == 1);
+        bill_command(req, SEQ_RESOLVE, "note", r.text, r.outcome == 1);
 }
 
 /* ---- reads --------------------------------------------------------------------------------- */
@@ -421,35 +428,62 @@ void h_statement(struct request *req)
 /* ---- the public books ---------------------------------------------------------------------- */
 
 struct audit_ctx {
-    const char *statement;
-    const char *after;
-    int limit;
+    bool bills;
+    const char *params[3]; /* bills: after id, limit; balances: after owner, after kind, limit */
+    char limit[16];
     PGresult *r;
 };
 
 static enum db_status audit_fn(struct db_conn *c, void *arg)
 {
     struct audit_ctx *k = arg;
-    char limit[16];
-    snprintf(limit, sizeof limit, "%d", k->limit);
-    const char *p[] = { k->after, limit };
     PQclear(k->r);
     k->r = NULL;
-    return db_query(c, k->statement, 2, p, &k->r);
+    return k->bills ? db_query(c, "dlv_audit_bills", 2, k->params, &k->r)
+                    : db_query(c, "dlv_audit_balances", 3, k->params, &k->r);
 }
 
-/* Both audit lists: pages by a text cursor (the last row's key). */
-static void audit_list(struct request *req, const char *statement, bool bills)
+/* The cursor of the page after: the last bill's number, or the last account's "owner/kind". */
+static bool audit_cursor(struct request *req, struct audit_ctx *k, const char *after,
+                         char owner[CPX_ID_MAX], char kind[16])
 {
-    struct audit_ctx k = { .statement = statement };
-    const char *after;
-    if (!request_page(req, &k.limit, &after))
-        return;
-    k.after = after;
-    if (bills && after[0] != '\0' && strspn(after, "0123456789") != strlen(after)) {
-        reply_error(req, E_INVALID_QUERY, "after", "after must be a cursor from a previous page.");
-        return;
+    size_t n = strlen(after);
+    if (k->bills) {
+        if (n > 18 || strspn(after, "0123456789") != n) {
+            reply_error(req, E_INVALID_QUERY, "after", "after must be a cursor from a page.");
+            return false;
+        }
+        k->params[0] = n ? after : "0";
+        k->params[1] = k->limit;
+        return true;
     }
+    const char *slash = strchr(after, '/');
+    if (n > 0 &&
+        (slash == NULL || (size_t)(slash - after) >= CPX_ID_MAX || strlen(slash + 1) >= 16 ||
+         strspn(after, "abcdefghijklmnopqrstuvwxyz0123456789_/") != n)) {
+        reply_error(req, E_INVALID_QUERY, "after", "after must be a cursor from a page.");
+        return false;
+    }
+    snprintf(owner, CPX_ID_MAX, "%.*s", slash ? (int)(slash - after) : 0, after);
+    snprintf(kind, 16, "%s", slash ? slash + 1 : "");
+    k->params[0] = owner;
+    k->params[1] = kind;
+    k->params[2] = k->limit;
+    return true;
+}
+
+/* Both audit lists, paged by a text cursor (the last row's key). */
+static void audit_list(struct request *req, bool bills)
+{
+    struct audit_ctx k = { .bills = bills };
+    const char *after;
+    int limit;
+    char owner[CPX_ID_MAX], kind[16];
+    if (!request_page(req, &limit, &after))
+        return;
+    snprintf(k.limit, sizeof k.limit, "%d", limit);
+    if (!audit_cursor(req, &k, after, owner, kind))
+        return;
     enum db_status st = db_run(req->srv->db, audit_fn, &k);
     if (st != DB_OK) {
         reply_db_error(req, st);
@@ -477,18 +511,25 @@ static void audit_list(struct request *req, const char *statement, bool bills)
         json_array_append_new(items, o);
     }
     json_t *next = json_null();
-    if (n == k.limit && n > 0)
-        next = json_string(PQgetvalue(k.r, n - 1, bills ? 6 : 3));
+    if (n == limit && n > 0) {
+        char cursor[CPX_ID_MAX + 20];
+        if (bills)
+            snprintf(cursor, sizeof cursor, "%s", PQgetvalue(k.r, n - 1, 0));
+        else
+            snprintf(cursor, sizeof cursor, "%s/%s", PQgetvalue(k.r, n - 1, 0),
+                     PQgetvalue(k.r, n - 1, 1));
+        next = json_string(cursor);
+    }
     PQclear(k.r);
     reply_json(req, 200, json_pack("{s:o, s:o}", "items", items, "next", next));
 }
 
 void h_audit_bills(struct request *req)
 {
-    audit_list(req, "dlv_audit_bills", true);
+    audit_list(req, true);
 }
 
 void h_audit_balances(struct request *req)
 {
-    audit_list(req, "dlv_audit_balances", false);
+    audit_list(req, false);
 }

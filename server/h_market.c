@@ -233,10 +233,15 @@ void h_listing_create(struct request *req)
                     "interconnect must be 1 to 32 of A-Z, a-z, 0-9, '.', '_' and '-'.");
         return;
     }
+    /* A path after the host (the dispatcher signs the path and query it sends; docs/delivery.md
+     * section 2), and no fragment, which no request carries. */
+    const char *path = strchr(r.endpoint + 8, '/');
     if (strncmp(r.endpoint, "https://", 8) != 0 ||
-        !word_ok(r.endpoint + 8, ENDPOINT_MAX, true, "-._~:/?#[]@!$&'()*+,;=%")) {
+        !word_ok(r.endpoint + 8, ENDPOINT_MAX, true, "-._~:/?[]@!$&'()*+,;=%") || path == NULL ||
+        path == r.endpoint + 8 || memchr(r.endpoint + 8, '?', (size_t)(path - r.endpoint - 8))) {
         reply_error(req, E_INVALID_FIELD, "endpoint",
-                    "endpoint must be an https:// URL of visible ASCII (at most %d bytes).",
+                    "endpoint must be an https://host[:port]/path URL of visible ASCII, without a "
+                    "fragment (at most %d bytes).",
                     ENDPOINT_MAX);
         return;
     }

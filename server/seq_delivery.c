@@ -170,6 +170,40 @@ void seq_do_accept(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
     tx_ok(out, 200, json_object());
 }
 
+/* The listing as this batch left it, when the batch changed it (it may have closed a moment
+ * ago: the database still says what it was before the batch). */
+static struct live_listing *batch_listing(const struct sequencer *s, uint64_t id)
+{
+    for (size_t i = 0; i < s->b.nlistings; i++)
+        if (s->b.listings[i]->row.v.id == id)
+            return s->b.listings[i];
+    return NULL;
+}
+
+/* The ask a listing was placed with, as the engine took it (listings.ask). False when the row
+ * has none (listed before delivery existed). */
+static bool stored_ask(struct ctx *x, uint64_t id, mx_command *c, char status[16])
+{
+    char idt[24];
+    snprintf(idt, sizeof idt, "%" PRIu64, id);
+    const char *p[] = { idt };
+    PGresult *r;
+    enum db_status st = db_query_row(x->c, "dlv_listing_ask", 1, p, &r);
+    if (st == DB_NO_ROWS)
+        return false;
+    if (st != DB_OK)
+        seq_fatal("reading a listing's ask", st);
+    db_get_str(r, 0, 1, status, 16);
+    uint8_t bin[MX_COMMAND_MAX_BYTES];
+    size_t len = ((size_t)PQgetlength(r, 0, 0) - 2) / 2; /* bytea as text: \x and hex */
+    bool ok = len <= sizeof bin && cpx_hex_decode(PQgetvalue(r, 0, 0) + 2, 2 * len, bin, len);
+    PQclear(r);
+    size_t used;
+    if (!ok || !mx_decode_command(bin, len, c, &used) || c->kind != MX_CMD_ASK)
+        seq_fatal("decoding a listing's ask", DB_HARD);
+    return true;
+}
+
 /*
  * Puts devices of a listing back on the book: onto the listing while it rests, or the listing
  * again (same id, its own terms) when it was filled and its window is still open. Returns how
@@ -186,36 +220,31 @@ static int64_t relist(struct ctx *x, uint64_t id, int64_t devices)
             seq_fatal("finding a resting listing", DB_HARD);
         c.ask.devices += devices;
     } else {
-        char idt[24];
-        snprintf(idt, sizeof idt, "%" PRIu64, id);
-        const char *p[] = { idt };
-        PGresult *r;
-        enum db_status st = db_query_row(x->c, "dlv_listing_ask", 1, p, &r);
-        if (st == DB_NO_ROWS)
+        /* Not resting. Closed in this batch: its object says how (and holds its ask when it is
+         * new); otherwise its row does. One object per listing, so the batch writes one row. */
+        l = batch_listing(s, id);
+        char status[16];
+        if (l != NULL && l->is_new) {
+            c.kind = MX_CMD_ASK;
+            c.ask = l->ask;
+        } else if (!stored_ask(x, id, &c, status)) {
             return 0;
-        if (st != DB_OK)
-            seq_fatal("reading a listing's ask", st);
-        bool filled = strcmp(PQgetvalue(r, 0, 1), "filled") == 0;
-        uint8_t bin[MX_COMMAND_MAX_BYTES];
-        size_t len = ((size_t)PQgetlength(r, 0, 0) - 2) / 2; /* bytea as text: \x and hex */
-        bool ok = len <= sizeof bin && cpx_hex_decode(PQgetvalue(r, 0, 0) + 2, 2 * len, bin, len);
-        PQclear(r);
+        }
+        bool filled = l != NULL ? l->row.v.status == TRADE_FILLED : strcmp(status, "filled") == 0;
         if (!filled)
             return 0; /* withdrawn by its provider or expired: nothing to return to */
-        size_t used;
-        if (!ok || !mx_decode_command(bin, len, &c, &used) || c.kind != MX_CMD_ASK)
-            seq_fatal("decoding a listing's ask", DB_HARD);
         c.ask.devices = devices;
     }
+    bool resting = u64map_get(&s->listings, id) != NULL;
     seq_run(s, &c);
     if (seq_rejection(s) != NULL)
         return 0; /* e.g. its window has closed */
-    if (l == NULL) {
-        l = calloc(1, sizeof *l);
-        if (l == NULL || db_listing_get(x->c, id, &l->row) != DB_OK ||
-            !u64map_put(&s->listings, id, l))
+    if (!resting) {
+        if (l == NULL &&
+            ((l = calloc(1, sizeof *l)) == NULL || db_listing_get(x->c, id, &l->row) != DB_OK))
             seq_fatal("reopening a listing", DB_HARD);
-        l->ask = c.ask;
+        if (!u64map_put(&s->listings, id, l))
+            seq_fatal("reopening a listing", DB_HARD);
         l->row.v.status = TRADE_OPEN;
         l->row.v.cancel_reason[0] = '\0';
         l->closed_at = 0;
@@ -289,9 +318,11 @@ void seq_do_usage(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
         return;
     }
     if (u->start < a.started_at || u->end > a.ends_at || u->start >= u->end || u->end > s->now) {
-        tx_fail(out, E_USAGE_OUTSIDE_WINDOW, NULL,
-                "A period must lie inside the agreement's running time and not end in the "
-                "future.");
+        tx_fail(out, E_USAGE_OUTSIDE_WINDOW,
+                u->start < a.started_at ? "period_start" : "period_end",
+                "A period must lie inside the agreement's running time, from %" PRId64
+                " to %" PRId64 " (unix), end after it starts, and not end in the future.",
+                a.started_at, a.ends_at);
         return;
     }
     if (u->start < a.metered_until) {

@@ -494,7 +494,7 @@ static void on_fill(struct ctx *x, const mx_event *ev)
     seq_copy_text(d, false, l->row.v.provider);
     seq_copy_text(d, false, l->row.endpoint);
     seq_copy_text(d, false, json_string_value(pin));
-    seq_copy_time(d, s->now);
+    seq_copy_time(d, ev->start > s->now ? ev->start : s->now); /* not before the agreed start */
     seq_copy_i64(d, deliver_by);
     seq_copy_time(d, s->now);
     strbuf_add(d, "\n", 1);
@@ -1457,8 +1457,12 @@ static void run_batch(struct sequencer *s)
      * answer. */
     if (changed)
         market_snapshot_publish(&srv->snapshot, s->engine);
-    if (b->agreed && s->on_agreements != NULL)
-        s->on_agreements(s->on_agreements_arg);
+    if (b->agreed) { /* under the lock: dispatcher_stop clears it before freeing its argument */
+        pthread_mutex_lock(&s->mu);
+        if (s->on_agreements != NULL)
+            s->on_agreements(s->on_agreements_arg);
+        pthread_mutex_unlock(&s->mu);
+    }
     batch_reset(s);
     answer_all(s);
 }
@@ -1520,6 +1524,19 @@ struct seq_cmd *seq_cmd_new(enum seq_op op, struct request *req)
     return cmd;
 }
 
+/* Appends cmd to the queue and wakes the sequencer; the caller holds s->mu. */
+static void enqueue(struct sequencer *s, struct seq_cmd *cmd)
+{
+    s->queued++;
+    cmd->next = NULL;
+    if (s->tail != NULL)
+        s->tail->next = cmd;
+    else
+        s->head = cmd;
+    s->tail = cmd;
+    pthread_cond_signal(&s->wake);
+}
+
 void sequencer_submit(struct sequencer *s, struct seq_cmd *cmd)
 {
     int64_t retry;
@@ -1550,15 +1567,8 @@ void sequencer_submit(struct sequencer *s, struct seq_cmd *cmd)
         cmd_free(cmd);
         return;
     }
-    s->queued++;
     request_suspend(cmd->req);
-    cmd->next = NULL;
-    if (s->tail != NULL)
-        s->tail->next = cmd;
-    else
-        s->head = cmd;
-    s->tail = cmd;
-    pthread_cond_signal(&s->wake);
+    enqueue(s, cmd);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -1569,18 +1579,10 @@ int sequencer_call(struct sequencer *s, struct seq_cmd *cmd, char *msg, size_t m
     pthread_cond_init(&w.done_cv, NULL);
     cmd->req = NULL;
     cmd->waiter = &w;
-    cmd->next = NULL;
     pthread_mutex_lock(&s->mu);
     bool queued = s->running && !s->stop;
-    if (queued) {
-        s->queued++;
-        if (s->tail != NULL)
-            s->tail->next = cmd;
-        else
-            s->head = cmd;
-        s->tail = cmd;
-        pthread_cond_signal(&s->wake);
-    }
+    if (queued)
+        enqueue(s, cmd);
     pthread_mutex_unlock(&s->mu);
     if (queued) {
         pthread_mutex_lock(&w.mu);

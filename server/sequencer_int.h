@@ -105,7 +105,8 @@ struct seq_waiter {
 struct ctx {
     struct sequencer *s;
     struct db_conn *c;
-    const struct request *req; /* the command's request (its party), or NULL for an expiry tick */
+    const struct request *req; /* the command's request (its party); NULL for a tick or for the
+                                * dispatcher's commands */
     bool relisting; /* devices going back to a listing: its acceptance is not a new listing */
 };
 

@@ -184,10 +184,19 @@ static void test_life_cycle(void **state)
     assert_false(json_is_true(json_object_get(bill1, "final")));
     json_decref(report(&prov, agr, started + 1, started + 3, 1, false, 409, "usage_overlaps"));
 
-    /* The buyer disputes it; the operator refunds it. */
+    /* The buyer disputes it; the operator refunds it. A reason of 500 characters but more than
+     * 500 bytes is refused whole (it was once cut inside a character, and the database's refusal
+     * of the bytes stopped cpxd). */
     char target[128];
     snprintf(target, sizeof target, "/v1/bills/%s/dispute", mk_str(bill1, "id"));
-    json_t *d = mk_call(&buyer, "POST", target, "{\"reason\":\"the job never started\"}", 200);
+    char long_reason[1100] = "{\"reason\":\"a";
+    for (int i = 0; i < 499; i++)
+        strcat(long_reason, "\u00e9");
+    strcat(long_reason, "\"}");
+    json_t *d = mk_call(&buyer, "POST", target, long_reason, 400);
+    assert_string_equal(reply_code(d), "out_of_range");
+    json_decref(d);
+    d = mk_call(&buyer, "POST", target, "{\"reason\":\"the job never started\"}", 200);
     assert_string_equal(mk_str(json_object_get(d, "bill"), "status"), "disputed");
     assert_true(mk_int(d, "ledger_seq") > mk_int(bill1, "ledger_seq"));
     json_decref(d);
@@ -291,6 +300,27 @@ static void test_life_cycle(void **state)
     json_t *books = mk_call(&anon, "GET", "/v1/audit/bills", NULL, 200);
     assert_int_equal(json_array_size(json_object_get(books, "items")), 2);
     json_decref(books);
+    books = mk_call(&anon, "GET", "/v1/audit/bills?limit=1", NULL, 200);
+    snprintf(target, sizeof target, "/v1/audit/bills?limit=1&after=%s", mk_str(books, "next"));
+    json_decref(books);
+    books = mk_call(&anon, "GET", target, NULL, 200);
+    assert_string_equal(mk_str(json_array_get(json_object_get(books, "items"), 0), "id"),
+                        mk_str(bill2, "id"));
+    json_decref(books);
+    books = mk_call(&anon, "GET", "/v1/audit/balances?limit=2", NULL, 200);
+    snprintf(target, sizeof target, "/v1/audit/balances?after=%s", mk_str(books, "next"));
+    json_decref(books);
+    books = mk_call(&anon, "GET", target, NULL, 200); /* the rest, after the first two */
+    assert_true(json_array_size(json_object_get(books, "items")) >= 1);
+    json_decref(books);
+    const char *bad_cursors[] = { "/v1/audit/bills?after=abc", "/v1/audit/bills?after=-1",
+                                  "/v1/audit/balances?after=%ff%fe",
+                                  "/v1/audit/balances?after=nokind" };
+    for (size_t i = 0; i < sizeof bad_cursors / sizeof bad_cursors[0]; i++) {
+        books = mk_call(&anon, "GET", bad_cursors[i], NULL, 400);
+        assert_string_equal(reply_code(books), "invalid_query");
+        json_decref(books);
+    }
     assert_int_equal(records_of("usage"), 2);
     assert_int_equal(records_of("bill"), 2);
     assert_int_equal(records_of("commission"), 2);
@@ -315,10 +345,57 @@ static void test_life_cycle(void **state)
     client_free(&buyer);
 }
 
+/* An agreement that starts in an hour is delivered then, not now: its job waits in the outbox
+ * (it was once delivered at once, and billable an hour before its agreed start). */
+static void test_future_start_waits(void **state)
+{
+    (void)state;
+    struct client op, prov, buyer;
+    char prov_id[CPX_ID_MAX], buyer_id[CPX_ID_MAX], key[512];
+    test_client(&srv, &op, srv.operator_key);
+    test_identity(&srv, "later-prov", "provider", true, &prov, prov_id);
+    test_identity(&srv, "later-buyer", "buyer", true, &buyer, buyer_id);
+    snprintf(key, sizeof key, "%s/later-prov.key", srv.dir);
+    struct fake_provider *fp = fake_provider_start(key, srv.verifier_key);
+    mk_deposit(&op, buyer_id, "100");
+    char from[RFC3339_MAX], body[1024];
+    int64_t start = (int64_t)time(NULL) + 3600;
+    format_rfc3339(start * 1000000, from);
+    snprintf(body, sizeof body,
+             "{\"vendor\":\"nvidia\",\"model\":\"L40S\",\"device_type\":\"gpu\",\"devices\":1,"
+             "\"precisions\":{\"fp8\":{\"tflops\":700,\"price\":\"3\"}},\"memory_gb\":48,"
+             "\"region\":\"guizhou\",\"available_from\":\"%s\",\"endpoint\":\"%s\"}",
+             from, fake_provider_url(fp));
+    json_decref(mk_call(&prov, "POST", "/v1/listings", body, 201));
+    snprintf(body, sizeof body,
+             "{\"client_order_id\":\"later-1\",\"precision\":\"fp8\",\"regions\":[\"guizhou\"],"
+             "\"devices\":1,\"hours\":1,\"limit_price\":\"3\",\"start_earliest\":\"%s\","
+             "\"constraints\":{\"max_tflops\":700}}",
+             from);
+    json_t *order = mk_call(&buyer, "POST", "/v1/orders", body, 201);
+    const char *agr = json_string_value(json_array_get(json_object_get(order, "agreements"), 0));
+    assert_non_null(agr);
+    sleep(2); /* the dispatchers had every chance */
+    char target[128];
+    snprintf(target, sizeof target, "/v1/agreements/%s/deliveries", agr);
+    json_t *dl = mk_call(&buyer, "GET", target, NULL, 200);
+    assert_string_equal(mk_str(dl, "state"), "pending");
+    assert_int_equal(json_array_size(json_object_get(dl, "attempts")), 0);
+    assert_int_equal(time_of(dl, "next_attempt_at"), start);
+    assert_int_equal(fake_provider_total_envelopes(fp), 0);
+    json_decref(dl);
+    json_decref(order);
+    fake_provider_stop(fp);
+    client_free(&op);
+    client_free(&prov);
+    client_free(&buyer);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_life_cycle),
+        cmocka_unit_test(test_future_start_waits),
     };
     return test_main(tests, sizeof tests / sizeof tests[0], setup, teardown);
 }

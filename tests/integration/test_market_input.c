@@ -253,6 +253,9 @@ static const struct bad listing_cases[] = {
     INV("endpoint", "\"https://a.example/\\u0007\""),
     INV("endpoint", "\"https://a.example/\\\"\""),
     INV("endpoint", "\"https://a.example/\xc3\xa9\""),
+    INV("endpoint", "\"https://a.example\""),          /* no path: nothing to sign */
+    INV("endpoint", "\"https://a.example?x=1\""),      /* a query but no path */
+    INV("endpoint", "\"https://a.example/jobs#top\""), /* a fragment no request carries */
     OOR("endpoint", EP513),
     /* time in force and expiry */
     INV("time_in_force", "\"ioc\""),
