@@ -15,6 +15,7 @@
 
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +129,7 @@ struct table {
     size_t n, cap;   /* items used and allocated */
     uint32_t *slots; /* item index + 1, 0 = free */
     size_t nslots;   /* 0 or a power of two */
+    size_t seq_at;   /* offset of the seq of the record that made an item */
 };
 
 static void *tab_at(const struct table *t, size_t i)
@@ -297,6 +299,24 @@ static void format_into(struct cpx_books_failure *f, uint64_t seq, enum cpx_book
     vsnprintf(f->message, sizeof f->message, fmt, ap);
 }
 
+/*
+ * Room for one more item after the n in array (room for *cap, items of `size` bytes): the array,
+ * moved or not, or NULL when out of memory (the books then are; the old array stays).
+ */
+static void *room(struct cpx_books *b, void *array, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return array;
+    size_t bigger = *cap ? *cap * 2 : 16;
+    void *moved = realloc(array, bigger * size);
+    if (moved == NULL) {
+        b->nomem = true;
+        return NULL;
+    }
+    *cap = bigger;
+    return moved;
+}
+
 /* Records a finding. Only the first cfg.max_failures are kept in detail. */
 static void fail(struct cpx_books *b, uint64_t seq, enum cpx_books_reason reason, const char *fmt,
                  ...) __attribute__((format(printf, 4, 5)));
@@ -307,20 +327,31 @@ static void fail(struct cpx_books *b, uint64_t seq, enum cpx_books_reason reason
     b->failure_total++;
     if (b->n_failures >= b->cfg.max_failures)
         return;
-    if (b->n_failures == b->cap_failures) {
-        size_t cap = b->cap_failures ? b->cap_failures * 2 : 16;
-        struct cpx_books_failure *bigger = realloc(b->failures, cap * sizeof *bigger);
-        if (bigger == NULL) {
-            b->nomem = true;
-            return;
-        }
-        b->failures = bigger;
-        b->cap_failures = cap;
-    }
+    struct cpx_books_failure *failures =
+        room(b, b->failures, &b->cap_failures, b->n_failures, sizeof *failures);
+    if (failures == NULL)
+        return;
+    b->failures = failures;
     va_list ap;
     va_start(ap, fmt);
     format_into(&b->failures[b->n_failures++], seq, reason, fmt, ap);
     va_end(ap);
+}
+
+/* The five tables: where the books keep each, its items' size and where an item keeps its seq. */
+#define LAYOUT(t, item)                                                                            \
+    {                                                                                              \
+        offsetof(struct cpx_books, t), sizeof(struct item), offsetof(struct item, seq)             \
+    }
+static const struct {
+    size_t at, size, seq_at;
+} layouts[] = { LAYOUT(accounts, account), LAYOUT(orders, order), LAYOUT(agreements, agreement),
+                LAYOUT(usages, usage), LAYOUT(bills, bill) };
+#define TABLES (sizeof layouts / sizeof layouts[0])
+
+static struct table *table_at(struct cpx_books *b, size_t at)
+{
+    return (struct table *)((char *)b + at);
 }
 
 struct cpx_books *cpx_books_new(const struct cpx_books_config *cfg)
@@ -335,11 +366,11 @@ struct cpx_books *cpx_books_new(const struct cpx_books_config *cfg)
         b->next_seq = b->cfg.start_seq; /* earlier records were another run's */
         b->taken = true;
     }
-    b->accounts.size = sizeof(struct account);
-    b->orders.size = sizeof(struct order);
-    b->agreements.size = sizeof(struct agreement);
-    b->usages.size = sizeof(struct usage);
-    b->bills.size = sizeof(struct bill);
+    for (size_t i = 0; i < TABLES; i++) {
+        struct table *t = table_at(b, layouts[i].at);
+        t->size = layouts[i].size;
+        t->seq_at = layouts[i].seq_at;
+    }
     return b;
 }
 
@@ -347,20 +378,15 @@ void cpx_books_free(struct cpx_books *b)
 {
     if (b == NULL)
         return;
-    tab_free(&b->accounts);
-    tab_free(&b->orders);
-    tab_free(&b->agreements);
-    tab_free(&b->usages);
-    tab_free(&b->bills);
+    for (size_t i = 0; i < TABLES; i++)
+        tab_free(table_at(b, layouts[i].at));
     free(b->failures);
     free(b->pending);
     free(b);
 }
 
 #define ACCOUNT(b, i)   ((struct account *)tab_at(&(b)->accounts, (i)))
-#define ORDER(b, i)     ((struct order *)tab_at(&(b)->orders, (i)))
 #define AGREEMENT(b, i) ((struct agreement *)tab_at(&(b)->agreements, (i)))
-#define USAGE(b, i)     ((struct usage *)tab_at(&(b)->usages, (i)))
 #define BILL(b, i)      ((struct bill *)tab_at(&(b)->bills, (i)))
 
 /* The account of owner, made when new. NONE when out of memory. */
@@ -373,6 +399,16 @@ static uint32_t account_of(struct cpx_books *b, const char *owner)
             b->nomem = true;
     }
     return i;
+}
+
+/* A new item with id (not present) in t, or NULL when out of memory (the books then are). */
+static void *add_item(struct cpx_books *b, struct table *t, const char *id)
+{
+    uint32_t i = tab_add(t, id);
+    if (i != NONE)
+        return tab_at(t, i);
+    b->nomem = true;
+    return NULL;
 }
 
 /* ---- arithmetic ---------------------------------------------------------------------------- */
@@ -496,6 +532,13 @@ static void escrow_take(struct cpx_books *b, uint64_t seq, struct agreement *g, 
     }
 }
 
+/* Returns amount of an agreement's escrow to its buyer's available balance. */
+static void escrow_return(struct cpx_books *b, uint64_t seq, struct agreement *g, int64_t amount)
+{
+    escrow_take(b, seq, g, amount);
+    move(b, seq, g->buyer, CPX_BOOKS_ESCROW, g->buyer, CPX_BOOKS_AVAILABLE, amount);
+}
+
 /* ---- reading payloads ---------------------------------------------------------------------- */
 
 /* One record being taken. */
@@ -574,6 +617,17 @@ static void get_id(struct ctx *x, const struct cpx_canon_node *obj, const char *
     }
 }
 
+/* A member that is word `yes` or word `no`: whether it is `yes` (neither is bad). */
+static bool get_word(struct ctx *x, const char *key, const char *yes, const char *no)
+{
+    char word[16];
+    get_string(x, x->p, key, word, sizeof word);
+    bool is_yes = strcmp(word, yes) == 0;
+    if (!is_yes && strcmp(word, no) != 0)
+        bad(x, key);
+    return is_yes;
+}
+
 /* A boolean member. */
 static bool get_bool(struct ctx *x, const struct cpx_canon_node *obj, const char *key)
 {
@@ -613,26 +667,40 @@ static void unknown(struct ctx *x, const char *what, const char *id)
              x->r->kind_name, what, id);
 }
 
-/* The agreement a record names, or NULL (reported). */
-static struct agreement *agreement_named(struct ctx *x, const char *id)
+/* The item of t with the id a record names (`what` it is: "order"), or NULL (reported). */
+static void *named(struct ctx *x, const struct table *t, const char *what, const char *id)
 {
-    uint32_t i = tab_find(&x->b->agreements, id);
+    uint32_t i = tab_find(t, id);
     if (i == NONE) {
-        unknown(x, "agreement", id);
+        unknown(x, what, id);
         return NULL;
     }
-    return AGREEMENT(x->b, i);
+    return tab_at(t, i);
 }
 
-/* The bill a record names, or NULL (reported). */
-static struct bill *bill_named(struct ctx *x, const char *id)
+static struct agreement *agreement_named(struct ctx *x, const char *id)
 {
-    uint32_t i = tab_find(&x->b->bills, id);
-    if (i == NONE) {
-        unknown(x, "bill", id);
-        return NULL;
-    }
-    return BILL(x->b, i);
+    return named(x, &x->b->agreements, "agreement", id);
+}
+
+/* Fails when an item of t has the id a record makes (`what` was `made`): ids are made once. */
+static bool made_before(struct ctx *x, const struct table *t, const char *what, const char *made,
+                        const char *id)
+{
+    uint32_t i = tab_find(t, id);
+    if (i == NONE)
+        return false;
+    uint64_t seq;
+    memcpy(&seq, (const char *)tab_at(t, i) + t->seq_at, sizeof seq);
+    fail(x->b, x->seq, CPX_BOOKS_DUPLICATE,
+         "record %" PRIu64 ": %s %s was %s before, at seq %" PRIu64, x->seq, what, id, made, seq);
+    return true;
+}
+
+/* After reading: the agreement the record names, or NULL (the payload or the id reported). */
+static struct agreement *agreement_of_record(struct ctx *x, const char *id)
+{
+    return readable(x) ? agreement_named(x, id) : NULL;
 }
 
 /* Checks that the record's party is the one the books expect (`role` of `what`). */
@@ -654,6 +722,20 @@ static bool same_agreement(struct ctx *x, const struct bill *l, const char *agre
          "record %" PRIu64 ": %s of bill %s names agreement %s, but the bill is agreement %s's",
          x->seq, x->r->kind_name, l->id, agreement, g->id);
     return false;
+}
+
+/*
+ * After reading: the bill the record names -- of `agreement` when the record names one too --
+ * or NULL (the payload, the id or the agreement reported).
+ */
+static struct bill *bill_of_record(struct ctx *x, const char *id, const char *agreement)
+{
+    if (!readable(x))
+        return NULL;
+    struct bill *l = named(x, &x->b->bills, "bill", id);
+    if (l == NULL || (agreement != NULL && !same_agreement(x, l, agreement)))
+        return NULL;
+    return l;
 }
 
 /* ---- market records (docs/ledger.md section 11) -------------------------------------------- */
@@ -723,12 +805,8 @@ static void on_order(struct ctx *x)
     if (!readable(x))
         return;
     check_party(x, buyer, "buyer", o.id);
-    if (tab_find(&b->orders, o.id) != NONE) {
-        fail(b, x->seq, CPX_BOOKS_DUPLICATE,
-             "record %" PRIu64 ": order %s was placed before, at seq %" PRIu64, x->seq, o.id,
-             ORDER(b, tab_find(&b->orders, o.id))->seq);
+    if (made_before(x, &b->orders, "order", "placed", o.id))
         return;
-    }
     b->counts.orders++;
     int64_t derived;
     if (!hold_for(&o, o.remaining, &derived))
@@ -743,24 +821,23 @@ static void on_order(struct ctx *x)
      * its first fill, so an order placed after a restart may precede the record of its rate.
      * The fill's rate, checked against the schedule then in force, is capped by it. */
     uint32_t acc = account_of(b, buyer);
-    uint32_t i = tab_add(&b->orders, o.id);
-    if (acc == NONE || i == NONE) {
-        b->nomem = true;
+    struct order *placed = add_item(b, &b->orders, o.id);
+    if (acc == NONE || placed == NULL)
         return;
-    }
     o.buyer = acc;
     o.hold_left = hold;
     o.seq = x->seq;
-    *ORDER(b, i) = o;
+    *placed = o;
     move(b, x->seq, acc, CPX_BOOKS_AVAILABLE, acc, CPX_BOOKS_HELD, hold);
 }
 
 /* An agreement record as read. */
 struct fill {
     char id[CPX_BOOKS_ID_MAX], buyer[CPX_BOOKS_ID_MAX], provider[CPX_BOOKS_ID_MAX];
-    char order[CPX_BOOKS_ID_MAX], maker[16];
+    char order[CPX_BOOKS_ID_MAX];
     int64_t commission, devices, escrow, hours, price, released, tflops, value, bps, deliver_by;
     bool has_bps;
+    bool buyer_made; /* the buyer was the maker (else the provider) */
 };
 
 /* The rates lo..hi at which value gives the commission of a fill without a recorded rate, at
@@ -816,7 +893,7 @@ static void check_fill_amounts(struct ctx *x, const struct fill *f, const struct
     if (o != NULL) {
         int64_t rate = f->bps;
         if (b->have_fee) {
-            rate = strcmp(f->maker, "buyer") == 0 ? b->maker_bps : b->taker_bps;
+            rate = f->buyer_made ? b->maker_bps : b->taker_bps;
             if (rate > o->hold_bps)
                 rate = o->hold_bps;
         }
@@ -829,7 +906,7 @@ static void check_fill_amounts(struct ctx *x, const struct fill *f, const struct
             fail(b, x->seq, CPX_BOOKS_AGREEMENT_AMOUNT,
                  "record %" PRIu64 ": agreement %s: commission_bps %" PRId64
                  " is not the %s rate in force (%" PRId64 ")",
-                 x->seq, f->id, f->bps, strcmp(f->maker, "buyer") == 0 ? "maker" : "taker", rate);
+                 x->seq, f->id, f->bps, f->buyer_made ? "maker" : "taker", rate);
     }
     if (f->escrow != f->value + f->commission)
         fail(b, x->seq, CPX_BOOKS_AGREEMENT_AMOUNT,
@@ -907,9 +984,7 @@ static void on_agreement(struct ctx *x)
     f.escrow = get_int(x, x->p, "escrow_micro", 0, AMOUNT_MAX);
     f.hours = get_int(x, x->p, "hours", 1, AMOUNT_MAX);
     get_id(x, x->p, "id", f.id);
-    get_string(x, x->p, "maker", f.maker, sizeof f.maker);
-    if (strcmp(f.maker, "buyer") != 0 && strcmp(f.maker, "provider") != 0)
-        bad(x, "maker");
+    f.buyer_made = get_word(x, "maker", "buyer", "provider");
     get_id(x, x->p, "order", f.order);
     f.price = get_int(x, x->p, "price_micro", 0, AMOUNT_MAX);
     get_id(x, x->p, "provider", f.provider);
@@ -919,29 +994,17 @@ static void on_agreement(struct ctx *x)
     f.has_bps = get_opt_int(x, x->p, "commission_bps", 0, BPS_MAX, &f.bps);
     f.deliver_by = -1;
     get_opt_int(x, x->p, "deliver_by", 0, AMOUNT_MAX, &f.deliver_by);
-    if (!readable(x))
+    if (!readable(x) || made_before(x, &b->agreements, "agreement", "made", f.id))
         return;
-    if (tab_find(&b->agreements, f.id) != NONE) {
-        fail(b, x->seq, CPX_BOOKS_DUPLICATE,
-             "record %" PRIu64 ": agreement %s was made before, at seq %" PRIu64, x->seq, f.id,
-             AGREEMENT(b, tab_find(&b->agreements, f.id))->seq);
-        return;
-    }
     b->counts.agreements++;
-    uint32_t oi = tab_find(&b->orders, f.order);
-    struct order *o = oi == NONE ? NULL : ORDER(b, oi);
-    if (o == NULL)
-        unknown(x, "order", f.order);
+    struct order *o = named(x, &b->orders, "order", f.order);
     check_fill_amounts(x, &f, o);
     if (o != NULL)
         fill_order(x, &f, o);
     uint32_t buyer = account_of(b, f.buyer), provider = account_of(b, f.provider);
-    uint32_t i = tab_add(&b->agreements, f.id);
-    if (buyer == NONE || provider == NONE || i == NONE) {
-        b->nomem = true;
+    struct agreement *g = add_item(b, &b->agreements, f.id);
+    if (buyer == NONE || provider == NONE || g == NULL)
         return;
-    }
-    struct agreement *g = AGREEMENT(b, i);
     g->buyer = buyer;
     g->provider = provider;
     g->price = f.price;
@@ -972,14 +1035,9 @@ static void on_cancel(struct ctx *x)
     if (x->bad == NULL && strncmp(id, "ord_", 4) != 0)
         return; /* a listing's: no money */
     int64_t released = get_int(x, x->p, "released_micro", 0, AMOUNT_MAX);
-    if (!readable(x))
+    struct order *o = readable(x) ? named(x, &b->orders, "order", id) : NULL;
+    if (o == NULL)
         return;
-    uint32_t oi = tab_find(&b->orders, id);
-    if (oi == NONE) {
-        unknown(x, "order", id);
-        return;
-    }
-    struct order *o = ORDER(b, oi);
     check_party(x, ACCOUNT(b, o->buyer)->owner, "buyer", id);
     if (o->closed) {
         fail(b, x->seq, CPX_BOOKS_LIFECYCLE,
@@ -1017,9 +1075,7 @@ static void on_acceptance(struct ctx *x)
     get_id(x, x->p, "agreement", id);
     int64_t end = get_int(x, x->p, "end", 0, AMOUNT_MAX);
     int64_t start = get_int(x, x->p, "start", 0, AMOUNT_MAX);
-    if (!readable(x))
-        return;
-    struct agreement *g = agreement_named(x, id);
+    struct agreement *g = agreement_of_record(x, id);
     if (g == NULL)
         return;
     check_party(x, ACCOUNT(x->b, g->provider)->owner, "provider", id);
@@ -1041,9 +1097,7 @@ static void on_failure(struct ctx *x)
     char id[CPX_BOOKS_ID_MAX];
     get_id(x, x->p, "agreement", id);
     int64_t released = get_int(x, x->p, "released_micro", 0, AMOUNT_MAX);
-    if (!readable(x))
-        return;
-    struct agreement *g = agreement_named(x, id);
+    struct agreement *g = agreement_of_record(x, id);
     if (g == NULL || !agreement_is(x, g, AGR_PENDING))
         return;
     if (g->deliver_by >= 0 && x->now < g->deliver_by)
@@ -1056,10 +1110,9 @@ static void on_failure(struct ctx *x)
              "record %" PRIu64 ": failure of agreement %s releases %" PRId64
              ", but its escrow holds %" PRId64,
              x->seq, id, released, g->escrow_left);
-    escrow_take(x->b, x->seq, g, released);
+    escrow_return(x->b, x->seq, g, released);
     g->status = AGR_FAILED;
     g->closed_seq = x->seq;
-    move(x->b, x->seq, g->buyer, CPX_BOOKS_ESCROW, g->buyer, CPX_BOOKS_AVAILABLE, released);
 }
 
 static void on_usage(struct ctx *x)
@@ -1073,14 +1126,8 @@ static void on_usage(struct ctx *x)
     int64_t start = get_int(x, x->p, "period_start", 0, AMOUNT_MAX);
     /* "final": the job finished early (absent in reports written before it existed). */
     bool said_final = cpx_canon_get(x->d, x->p, "final") != NULL && get_bool(x, x->p, "final");
-    if (!readable(x))
+    if (!readable(x) || made_before(x, &b->usages, "usage report", "made", id))
         return;
-    if (tab_find(&b->usages, id) != NONE) {
-        fail(b, x->seq, CPX_BOOKS_DUPLICATE,
-             "record %" PRIu64 ": usage report %s was made before, at seq %" PRIu64, x->seq, id,
-             USAGE(b, tab_find(&b->usages, id))->seq);
-        return;
-    }
     struct agreement *g = agreement_named(x, agreement);
     if (g == NULL)
         return;
@@ -1104,12 +1151,9 @@ static void on_usage(struct ctx *x)
              "record %" PRIu64 ": usage %s of agreement %s: %" PRId64
              " device-seconds, more than %" PRId64 " devices x %" PRId64 " s",
              x->seq, id, agreement, ds, g->devices, end - start);
-    uint32_t ui = tab_add(&b->usages, id);
-    if (ui == NONE) {
-        b->nomem = true;
+    struct usage *u = add_item(b, &b->usages, id);
+    if (u == NULL)
         return;
-    }
-    struct usage *u = USAGE(b, ui);
     u->agreement = (uint32_t)(g - AGREEMENT(b, 0));
     u->device_seconds = ds;
     u->start = start;
@@ -1132,29 +1176,20 @@ static void on_bill(struct ctx *x)
     bool final = get_bool(x, x->p, "final");
     get_id(x, x->p, "id", id);
     get_id(x, x->p, "usage", usage);
-    if (!readable(x))
+    if (!readable(x) || made_before(x, &b->bills, "bill", "made", id))
         return;
-    if (tab_find(&b->bills, id) != NONE) {
-        fail(b, x->seq, CPX_BOOKS_DUPLICATE,
-             "record %" PRIu64 ": bill %s was made before, at seq %" PRIu64, x->seq, id,
-             BILL(b, tab_find(&b->bills, id))->seq);
-        return;
-    }
     struct agreement *g = agreement_named(x, agreement);
     if (g == NULL)
         return;
     b->counts.bills++;
     agreement_is(x, g, AGR_ACTIVE); /* a bill follows its usage report, in the same batch */
-    uint32_t ui = tab_find(&b->usages, usage);
-    struct usage *u = ui == NONE ? NULL : USAGE(b, ui);
-    if (u == NULL) {
-        unknown(x, "usage report", usage);
-    } else if (AGREEMENT(b, u->agreement) != g) {
+    struct usage *u = named(x, &b->usages, "usage report", usage);
+    if (u != NULL && AGREEMENT(b, u->agreement) != g) {
         fail(b, x->seq, CPX_BOOKS_REFERENCE,
              "record %" PRIu64 ": bill %s is for agreement %s, but usage %s is agreement %s's",
              x->seq, id, agreement, usage, AGREEMENT(b, u->agreement)->id);
         u = NULL;
-    } else if (u->bill != NONE) {
+    } else if (u != NULL && u->bill != NONE) {
         fail(b, x->seq, CPX_BOOKS_LIFECYCLE,
              "record %" PRIu64 ": bill %s bills usage %s again (bill %s, seq %" PRIu64 ")", x->seq,
              id, usage, BILL(b, u->bill)->id, BILL(b, u->bill)->seq);
@@ -1179,12 +1214,9 @@ static void on_bill(struct ctx *x)
         if (final && u->final)
             g->final_billed = true;
     }
-    uint32_t li = tab_add(&b->bills, id);
-    if (li == NONE) {
-        b->nomem = true;
+    struct bill *l = add_item(b, &b->bills, id);
+    if (l == NULL)
         return;
-    }
-    struct bill *l = BILL(b, li);
     l->agreement = (uint32_t)(g - AGREEMENT(b, 0));
     l->amount = amount;
     l->dispute_until = until;
@@ -1192,7 +1224,7 @@ static void on_bill(struct ctx *x)
     l->state = BILL_OPEN;
     l->final = final;
     if (u != NULL)
-        u->bill = li;
+        u->bill = (uint32_t)(l - BILL(b, 0));
     g->reserved += amount;
 }
 
@@ -1205,10 +1237,8 @@ static void on_commission(struct ctx *x)
     int64_t bps = get_int(x, x->p, "bps", 0, BPS_MAX);
     int64_t commission = get_int(x, x->p, "commission_micro", 0, AMOUNT_MAX);
     int64_t minimum = get_int(x, x->p, "minimum_micro", 0, AMOUNT_MAX);
-    if (!readable(x))
-        return;
-    struct bill *l = bill_named(x, id);
-    if (l == NULL || !same_agreement(x, l, agreement))
+    struct bill *l = bill_of_record(x, id, agreement);
+    if (l == NULL)
         return;
     struct agreement *g = AGREEMENT(b, l->agreement);
     if (l->has_commission) {
@@ -1291,10 +1321,8 @@ static void on_settlement(struct ctx *x)
     get_id(x, x->p, "bill", id);
     int64_t commission = get_int(x, x->p, "commission_micro", 0, AMOUNT_MAX);
     int64_t paid = get_int(x, x->p, "to_provider_micro", 0, AMOUNT_MAX);
-    if (!readable(x))
-        return;
-    struct bill *l = bill_named(x, id);
-    if (l == NULL || !same_agreement(x, l, agreement))
+    struct bill *l = bill_of_record(x, id, agreement);
+    if (l == NULL)
         return;
     struct agreement *g = AGREEMENT(b, l->agreement);
     b->counts.settlements++;
@@ -1335,9 +1363,7 @@ static void on_dispute(struct ctx *x)
 {
     char id[CPX_BOOKS_ID_MAX];
     get_id(x, x->p, "bill", id);
-    if (!readable(x))
-        return;
-    struct bill *l = bill_named(x, id);
+    struct bill *l = bill_of_record(x, id, NULL);
     if (l == NULL)
         return;
     const struct agreement *g = AGREEMENT(x->b, l->agreement);
@@ -1359,21 +1385,14 @@ static void on_dispute(struct ctx *x)
 static void on_resolution(struct ctx *x)
 {
     struct cpx_books *b = x->b;
-    char id[CPX_BOOKS_ID_MAX], outcome[16];
+    char id[CPX_BOOKS_ID_MAX];
     get_id(x, x->p, "bill", id);
-    get_string(x, x->p, "outcome", outcome, sizeof outcome);
-    bool refund = strcmp(outcome, "refund") == 0;
-    if (!refund && strcmp(outcome, "pay") != 0)
-        bad(x, "outcome");
+    bool refund = get_word(x, "outcome", "refund", "pay");
     int64_t refunded = get_int(x, x->p, "refunded_micro", 0, AMOUNT_MAX);
-    if (!readable(x))
-        return;
-    struct bill *l = bill_named(x, id);
-    if (l == NULL)
+    struct bill *l = bill_of_record(x, id, NULL);
+    if (l == NULL || !bill_open(x, l))
         return;
     struct agreement *g = AGREEMENT(b, l->agreement);
-    if (!bill_open(x, l))
-        return;
     if (l->state != BILL_DISPUTED) {
         fail(b, x->seq, CPX_BOOKS_LIFECYCLE,
              "record %" PRIu64 ": resolution of bill %s, which is %s, not disputed", x->seq, id,
@@ -1386,31 +1405,26 @@ static void on_resolution(struct ctx *x)
         fail(b, x->seq, CPX_BOOKS_SETTLEMENT,
              "record %" PRIu64 ": %s of bill %s returns %" PRId64
              " to the buyer; its %s is %" PRId64,
-             x->seq, outcome, id, refunded, refund ? "amount and commission" : "due refund", owed);
+             x->seq, refund ? "refund" : "pay", id, refunded,
+             refund ? "amount and commission" : "due refund", owed);
     if (!refund) {
         l->state = BILL_PAY;
         return;
     }
     b->counts.settlements++;
     close_bill(b, l, BILL_REFUNDED, x->seq);
-    escrow_take(b, x->seq, g, refunded);
-    move(b, x->seq, g->buyer, CPX_BOOKS_ESCROW, g->buyer, CPX_BOOKS_AVAILABLE, refunded);
+    escrow_return(b, x->seq, g, refunded);
 }
 
 static void on_completion(struct ctx *x)
 {
-    char id[CPX_BOOKS_ID_MAX], reason[16];
+    char id[CPX_BOOKS_ID_MAX];
     get_id(x, x->p, "agreement", id);
-    get_string(x, x->p, "reason", reason, sizeof reason);
-    bool final = strcmp(reason, "final_usage") == 0;
-    if (!final && strcmp(reason, "usage_grace") != 0)
-        bad(x, "reason");
+    bool final = get_word(x, "reason", "final_usage", "usage_grace");
     int64_t metered = -1;
     bool has_metered = get_opt_int(x, x->p, "metered_until", 0, AMOUNT_MAX, &metered);
     int64_t released = get_int(x, x->p, "released_micro", 0, AMOUNT_MAX);
-    if (!readable(x))
-        return;
-    struct agreement *g = agreement_named(x, id);
+    struct agreement *g = agreement_of_record(x, id);
     if (g == NULL || !agreement_is(x, g, AGR_ACTIVE))
         return;
     if (final && !g->final_billed)
@@ -1437,13 +1451,30 @@ static void on_completion(struct ctx *x)
              "record %" PRIu64 ": completion of agreement %s releases %" PRId64
              "; derivation says %" PRId64 " (escrow left %" PRId64 " minus open bills %" PRId64 ")",
              x->seq, id, released, due, g->escrow_left, g->reserved);
-    escrow_take(x->b, x->seq, g, released);
+    escrow_return(x->b, x->seq, g, released);
     g->status = AGR_COMPLETED;
     g->closed_seq = x->seq;
-    move(x->b, x->seq, g->buyer, CPX_BOOKS_ESCROW, g->buyer, CPX_BOOKS_AVAILABLE, released);
 }
 
 /* ---- feeding ------------------------------------------------------------------------------- */
+
+/* What each kind of record does to the money; identities, listings and dispatch do nothing. */
+static void (*const on_kind[CPX_KIND_COUNT])(struct ctx *x) = {
+    [CPX_KIND_FEE_SCHEDULE] = on_fee_schedule,
+    [CPX_KIND_DEPOSIT] = on_deposit,
+    [CPX_KIND_ORDER] = on_order,
+    [CPX_KIND_AGREEMENT] = on_agreement,
+    [CPX_KIND_CANCEL] = on_cancel,
+    [CPX_KIND_ACCEPTANCE] = on_acceptance,
+    [CPX_KIND_FAILURE] = on_failure,
+    [CPX_KIND_USAGE] = on_usage,
+    [CPX_KIND_BILL] = on_bill,
+    [CPX_KIND_COMMISSION] = on_commission,
+    [CPX_KIND_SETTLEMENT] = on_settlement,
+    [CPX_KIND_DISPUTE] = on_dispute,
+    [CPX_KIND_RESOLUTION] = on_resolution,
+    [CPX_KIND_COMPLETION] = on_completion,
+};
 
 enum cpx_books_status cpx_books_record(struct cpx_books *b, const struct cpx_record *r)
 {
@@ -1460,27 +1491,8 @@ enum cpx_books_status cpx_books_record(struct cpx_books *b, const struct cpx_rec
                      .p = r->payload_node,
                      .seq = r->seq,
                      .now = r->ts >= 0 ? r->ts / MS_PER_SECOND : 0 };
-    switch (r->kind) {
-    case CPX_KIND_DEPOSIT: on_deposit(&x); break;
-    case CPX_KIND_ORDER: on_order(&x); break;
-    case CPX_KIND_AGREEMENT: on_agreement(&x); break;
-    case CPX_KIND_CANCEL: on_cancel(&x); break;
-    case CPX_KIND_ACCEPTANCE: on_acceptance(&x); break;
-    case CPX_KIND_FAILURE: on_failure(&x); break;
-    case CPX_KIND_USAGE: on_usage(&x); break;
-    case CPX_KIND_BILL: on_bill(&x); break;
-    case CPX_KIND_COMMISSION: on_commission(&x); break;
-    case CPX_KIND_SETTLEMENT: on_settlement(&x); break;
-    case CPX_KIND_DISPUTE: on_dispute(&x); break;
-    case CPX_KIND_RESOLUTION: on_resolution(&x); break;
-    default:
-        /* Kinds docs/delivery.md adds, by name whether or not record.h knows them yet. */
-        if (strcmp(r->kind_name, "fee_schedule") == 0)
-            on_fee_schedule(&x);
-        else if (strcmp(r->kind_name, "completion") == 0)
-            on_completion(&x);
-        break; /* identities, listings, dispatch: no money */
-    }
+    if ((unsigned)r->kind < CPX_KIND_COUNT && on_kind[r->kind] != NULL)
+        on_kind[r->kind](&x);
     return b->nomem ? CPX_BOOKS_E_NOMEM : CPX_BOOKS_OK;
 }
 
@@ -1615,16 +1627,10 @@ static void differ(struct cpx_books *b, bool momentary, uint64_t seq, enum cpx_b
         b->pending_over[momentary]++; /* counted, not kept */
         return;
     }
-    if (b->n_pending == b->cap_pending) {
-        size_t cap = b->cap_pending ? b->cap_pending * 2 : 16;
-        struct pending *bigger = realloc(b->pending, cap * sizeof *bigger);
-        if (bigger == NULL) {
-            b->nomem = true;
-            return;
-        }
-        b->pending = bigger;
-        b->cap_pending = cap;
-    }
+    struct pending *pending = room(b, b->pending, &b->cap_pending, b->n_pending, sizeof *pending);
+    if (pending == NULL)
+        return;
+    b->pending = pending;
     struct pending *p = &b->pending[b->n_pending++];
     p->momentary = momentary;
     va_list ap;
@@ -1785,6 +1791,205 @@ void cpx_books_compare_end(struct cpx_books *b, bool bills, bool balances, bool 
  */
 enum stage { STAGE_ACCOUNTS = 0, STAGE_ORDERS, STAGE_AGREEMENTS, STAGE_USAGES, STAGE_BILLS };
 
+/*
+ * The item lines are described, not written out: one table of fields per kind of line, read by
+ * the writer and the loader alike, so that what is written is what loads (and a field added to
+ * an item is added in one place).
+ */
+enum field_type {
+    F_ID,        /* the item's own id, its table's key (at the start of every item) */
+    F_INT,       /* int64_t in [min, max] */
+    F_SEQ,       /* uint64_t, a seq */
+    F_BITS,      /* uint8_t in [min, max] */
+    F_BOOL,      /* bool */
+    F_DECIMAL,   /* int64_t as a decimal string: a balance may exceed 2^53 */
+    F_ACCOUNT,   /* uint32_t account index, written as the owner */
+    F_AGREEMENT, /* uint32_t agreement index, written as its id */
+    F_STATUS,    /* uint8_t index of names[0..max] */
+    F_OPT_INT,   /* int64_t in [min, max], null when the bool at `flag` is false */
+};
+
+/* One member of a line: its key, and where and how the item keeps it. */
+struct field {
+    const char *key;
+    enum field_type type;
+    size_t at;                /* offset of the field in the item */
+    int64_t min, max;         /* F_INT, F_BITS, F_OPT_INT: the range; F_STATUS: the last name */
+    const char *const *names; /* F_STATUS */
+    size_t flag;              /* F_OPT_INT: offset of the bool saying it is there */
+};
+
+#define FIELD(k, type, s, m, lo, hi)                                                               \
+    {                                                                                              \
+        k, type, offsetof(struct s, m), lo, hi, NULL, 0                                            \
+    }
+#define ID(k, s)           FIELD(k, F_ID, s, id, 0, 0)
+#define INT(k, s, m, lo)   FIELD(k, F_INT, s, m, lo, AMOUNT_MAX)
+#define BPS(k, s, m)       FIELD(k, F_INT, s, m, 0, BPS_MAX)
+#define SEQ(k, s, m)       FIELD(k, F_SEQ, s, m, 0, AMOUNT_MAX)
+#define FLAG(k, s, m)      FIELD(k, F_BOOL, s, m, 0, 1)
+#define REF(k, type, s, m) FIELD(k, type, s, m, 0, 0)
+#define STATUS(s, m, names)                                                                        \
+    {                                                                                              \
+        "status", F_STATUS, offsetof(struct s, m), 0, sizeof names / sizeof names[0] - 1, names, 0 \
+    }
+#define BALANCE(k, kind) FIELD(k, F_DECIMAL, account, bal[kind], 0, 0)
+
+/* Keys in canonical (sorted) order, as the lines are written. */
+static const struct field account_fields[] = {
+    FIELD("account", F_ID, account, owner, 0, 0),
+    BALANCE("available", CPX_BOOKS_AVAILABLE),
+    BALANCE("commission", CPX_BOOKS_COMMISSION),
+    BALANCE("escrow", CPX_BOOKS_ESCROW),
+    BALANCE("external", CPX_BOOKS_EXTERNAL),
+    BALANCE("held", CPX_BOOKS_HELD),
+    FIELD("moved", F_BITS, account, moved, 0, (1 << CPX_BOOKS_KINDS) - 1),
+    SEQ("seq", account, seq),
+};
+
+static const struct field order_fields[] = {
+    REF("buyer", F_ACCOUNT, order, buyer),
+    FLAG("devices", order, devices),
+    BPS("hold_bps", order, hold_bps),
+    INT("hold_left", order, hold_left, -AMOUNT_MAX),
+    INT("hours", order, hours, 1),
+    INT("limit", order, limit, 0),
+    ID("order", order),
+    INT("per", order, per, 1),
+    INT("remaining", order, remaining, 0),
+    SEQ("seq", order, seq),
+};
+
+/* bps_max is at least bps (checked once both are read: agreement_check). */
+static const struct field agreement_fields[] = {
+    ID("agreement", agreement),
+    INT("billed_commission", agreement, billed_commission, 0),
+    BPS("bps", agreement, bps),
+    BPS("bps_max", agreement, bps_max),
+    REF("buyer", F_ACCOUNT, agreement, buyer),
+    SEQ("closed_seq", agreement, closed_seq),
+    INT("commission", agreement, commission, 0),
+    INT("deliver_by", agreement, deliver_by, -1),
+    INT("devices", agreement, devices, 1),
+    INT("end", agreement, end, 0),
+    INT("escrow_left", agreement, escrow_left, -AMOUNT_MAX),
+    FLAG("final_billed", agreement, final_billed),
+    FLAG("has_usage", agreement, has_usage),
+    INT("hours", agreement, hours, 1),
+    INT("metered_until", agreement, metered_until, 0),
+    INT("price", agreement, price, 0),
+    REF("provider", F_ACCOUNT, agreement, provider),
+    INT("reserved", agreement, reserved, -AMOUNT_MAX),
+    SEQ("seq", agreement, seq),
+    INT("start", agreement, start, 0),
+    STATUS(agreement, status, agreement_status_names),
+    INT("tflops", agreement, tflops, 1),
+    INT("value", agreement, value, 0),
+};
+
+static const struct field usage_fields[] = {
+    REF("agreement", F_AGREEMENT, usage, agreement),
+    INT("device_seconds", usage, device_seconds, 0),
+    FLAG("final", usage, final),
+    INT("period_end", usage, end, 0),
+    INT("period_start", usage, start, 0),
+    SEQ("seq", usage, seq),
+    ID("usage", usage),
+};
+
+static const struct field bill_fields[] = {
+    REF("agreement", F_AGREEMENT, bill, agreement),
+    INT("amount", bill, amount, 0),
+    ID("bill", bill),
+    SEQ("closed_seq", bill, closed_seq),
+    { "commission", F_OPT_INT, offsetof(struct bill, commission), 0, AMOUNT_MAX, NULL,
+      offsetof(struct bill, has_commission) },
+    INT("dispute_until", bill, dispute_until, 0),
+    FLAG("final", bill, final),
+    SEQ("seq", bill, seq),
+    STATUS(bill, state, bill_state_names),
+};
+
+/* Any item, to read a line into before it has a place in its table. */
+union any_item {
+    struct account account;
+    struct order order;
+    struct agreement agreement;
+    struct usage usage;
+    struct bill bill;
+};
+
+/* One kind of line: its table and fields, and what the fields alone do not say. */
+struct line_kind {
+    size_t table;               /* offset of its table in struct cpx_books */
+    const struct field *fields; /* in key order */
+    size_t n_fields;
+    const char *id_key;                              /* the member that holds the id */
+    bool (*kept)(const void *item);                  /* written to the state (NULL: all) */
+    void (*check)(struct ctx *x, const void *item);  /* after reading (NULL: nothing) */
+    void (*placed)(struct cpx_books *b, void *item); /* once in its table (NULL: nothing) */
+};
+
+/* A closed order and a billed usage report: no record may name them again. */
+static bool order_kept(const void *item)
+{
+    return !((const struct order *)item)->closed;
+}
+
+static bool usage_kept(const void *item)
+{
+    return ((const struct usage *)item)->bill == NONE;
+}
+
+static void agreement_check(struct ctx *x, const void *item)
+{
+    const struct agreement *g = item;
+    if (g->bps_max < g->bps)
+        bad(x, "bps_max");
+}
+
+/* What a line does not repeat because the item's fields give it. */
+static void account_placed(struct cpx_books *b, void *item)
+{
+    struct account *a = item;
+    for (int k = 0; k < CPX_BOOKS_KINDS; k++) {
+        b->moved_accounts += (a->moved >> k) & 1;
+        if (a->bal[k] < 0)
+            a->negative |= (uint8_t)(1u << k);
+    }
+}
+
+static void agreement_placed(struct cpx_books *b, void *item)
+{
+    (void)b;
+    struct agreement *g = item;
+    g->escrow_negative = g->escrow_left < 0;
+}
+
+static void usage_placed(struct cpx_books *b, void *item)
+{
+    (void)b;
+    ((struct usage *)item)->bill = NONE; /* billed reports are not kept */
+}
+
+#define LINE(t, fields, key)                                                                       \
+    offsetof(struct cpx_books, t), fields, sizeof fields / sizeof *fields, key
+
+/* By stage: the order the tables are written and loaded in. */
+static const struct line_kind line_kinds[] = {
+    [STAGE_ACCOUNTS] = { LINE(accounts, account_fields, "account"), NULL, NULL, account_placed },
+    [STAGE_ORDERS] = { LINE(orders, order_fields, "order"), order_kept, NULL, NULL },
+    [STAGE_AGREEMENTS] = { LINE(agreements, agreement_fields, "agreement"), NULL, agreement_check,
+                           agreement_placed },
+    [STAGE_USAGES] = { LINE(usages, usage_fields, "usage"), usage_kept, NULL, usage_placed },
+    [STAGE_BILLS] = { LINE(bills, bill_fields, "bill"), NULL, NULL, NULL },
+};
+
+static const struct table *kind_table(const struct cpx_books *b, const struct line_kind *k)
+{
+    return (const struct table *)((const char *)b + k->table);
+}
+
 /* Writing: one line at a time through a reused writer. */
 struct emitter {
     struct cpx_canon_writer w;
@@ -1817,27 +2022,33 @@ static void kv_bool(struct cpx_canon_writer *w, const char *key, bool v)
     cpx_canon_bool(w, v);
 }
 
-static bool order_kept(const struct order *o)
+static void write_field(struct cpx_canon_writer *w, const struct cpx_books *b,
+                        const struct field *f, const char *item)
 {
-    return !o->closed;
+    const void *v = item + f->at;
+    switch (f->type) {
+    case F_ID: cpx_canon_kv_string(w, f->key, item); break;
+    case F_INT: cpx_canon_kv_int(w, f->key, *(const int64_t *)v); break;
+    case F_SEQ: cpx_canon_kv_int(w, f->key, (int64_t)(*(const uint64_t *)v)); break;
+    case F_BITS: cpx_canon_kv_int(w, f->key, *(const uint8_t *)v); break;
+    case F_BOOL: kv_bool(w, f->key, *(const bool *)v); break;
+    case F_DECIMAL: kv_decimal(w, f->key, *(const int64_t *)v); break;
+    case F_ACCOUNT: cpx_canon_kv_string(w, f->key, ACCOUNT(b, *(const uint32_t *)v)->owner); break;
+    case F_AGREEMENT: cpx_canon_kv_string(w, f->key, AGREEMENT(b, *(const uint32_t *)v)->id); break;
+    case F_STATUS: cpx_canon_kv_string(w, f->key, f->names[*(const uint8_t *)v]); break;
+    case F_OPT_INT:
+        cpx_canon_key(w, f->key, strlen(f->key));
+        if (*(const bool *)(item + f->flag))
+            cpx_canon_int(w, *(const int64_t *)v);
+        else
+            cpx_canon_null(w);
+        break;
+    }
 }
 
-static bool usage_kept(const struct usage *u)
+static void write_header(struct emitter *e, const struct cpx_books *b, uint64_t lines)
 {
-    return u->bill == NONE;
-}
-
-bool cpx_books_state_write(const struct cpx_books *b, cpx_books_emit_fn emit, void *ctx)
-{
-    struct emitter e = { .emit = emit, .ctx = ctx, .ok = true };
-    cpx_canon_writer_init(&e.w);
-    struct cpx_canon_writer *w = &e.w;
-    uint64_t lines = b->accounts.n + b->agreements.n + b->bills.n;
-    for (size_t i = 0; i < b->orders.n; i++)
-        lines += order_kept(ORDER(b, i));
-    for (size_t i = 0; i < b->usages.n; i++)
-        lines += usage_kept(USAGE(b, i));
-
+    struct cpx_canon_writer *w = &e->w;
     cpx_canon_begin_object(w);
     cpx_canon_kv_int(w, "books", BOOKS_STATE_VERSION);
     cpx_canon_key(w, "fee", 3);
@@ -1854,102 +2065,35 @@ bool cpx_books_state_write(const struct cpx_books *b, cpx_books_emit_fn emit, vo
     cpx_canon_kv_int(w, "next_seq", (int64_t)b->next_seq);
     kv_bool(w, "partial", b->cfg.partial);
     cpx_canon_end_object(w);
-    emit_line(&e);
+    emit_line(e);
+}
 
-    for (size_t i = 0; e.ok && i < b->accounts.n; i++) {
-        const struct account *a = ACCOUNT(b, i);
-        cpx_canon_begin_object(w);
-        cpx_canon_kv_string(w, "account", a->owner);
-        kv_decimal(w, "available", a->bal[CPX_BOOKS_AVAILABLE]);
-        kv_decimal(w, "commission", a->bal[CPX_BOOKS_COMMISSION]);
-        kv_decimal(w, "escrow", a->bal[CPX_BOOKS_ESCROW]);
-        kv_decimal(w, "external", a->bal[CPX_BOOKS_EXTERNAL]);
-        kv_decimal(w, "held", a->bal[CPX_BOOKS_HELD]);
-        cpx_canon_kv_int(w, "moved", a->moved);
-        cpx_canon_kv_int(w, "seq", (int64_t)a->seq);
-        cpx_canon_end_object(w);
-        emit_line(&e);
+bool cpx_books_state_write(const struct cpx_books *b, cpx_books_emit_fn emit, void *ctx)
+{
+    struct emitter e = { .emit = emit, .ctx = ctx, .ok = true };
+    cpx_canon_writer_init(&e.w);
+    const size_t kinds = sizeof line_kinds / sizeof line_kinds[0];
+    uint64_t lines = 0;
+    for (size_t s = 0; s < kinds; s++) {
+        const struct line_kind *k = &line_kinds[s];
+        const struct table *t = kind_table(b, k);
+        for (size_t i = 0; i < t->n; i++)
+            lines += k->kept == NULL || k->kept(tab_at(t, i));
     }
-    for (size_t i = 0; e.ok && i < b->orders.n; i++) {
-        const struct order *o = ORDER(b, i);
-        if (!order_kept(o))
-            continue;
-        cpx_canon_begin_object(w);
-        cpx_canon_kv_string(w, "buyer", ACCOUNT(b, o->buyer)->owner);
-        kv_bool(w, "devices", o->devices);
-        cpx_canon_kv_int(w, "hold_bps", o->hold_bps);
-        cpx_canon_kv_int(w, "hold_left", o->hold_left);
-        cpx_canon_kv_int(w, "hours", o->hours);
-        cpx_canon_kv_int(w, "limit", o->limit);
-        cpx_canon_kv_string(w, "order", o->id);
-        cpx_canon_kv_int(w, "per", o->per);
-        cpx_canon_kv_int(w, "remaining", o->remaining);
-        cpx_canon_kv_int(w, "seq", (int64_t)o->seq);
-        cpx_canon_end_object(w);
-        emit_line(&e);
-    }
-    for (size_t i = 0; e.ok && i < b->agreements.n; i++) {
-        const struct agreement *g = AGREEMENT(b, i);
-        cpx_canon_begin_object(w);
-        cpx_canon_kv_string(w, "agreement", g->id);
-        cpx_canon_kv_int(w, "billed_commission", g->billed_commission);
-        cpx_canon_kv_int(w, "bps", g->bps);
-        cpx_canon_kv_int(w, "bps_max", g->bps_max);
-        cpx_canon_kv_string(w, "buyer", ACCOUNT(b, g->buyer)->owner);
-        cpx_canon_kv_int(w, "closed_seq", (int64_t)g->closed_seq);
-        cpx_canon_kv_int(w, "commission", g->commission);
-        cpx_canon_kv_int(w, "deliver_by", g->deliver_by);
-        cpx_canon_kv_int(w, "devices", g->devices);
-        cpx_canon_kv_int(w, "end", g->end);
-        cpx_canon_kv_int(w, "escrow_left", g->escrow_left);
-        kv_bool(w, "final_billed", g->final_billed);
-        kv_bool(w, "has_usage", g->has_usage);
-        cpx_canon_kv_int(w, "hours", g->hours);
-        cpx_canon_kv_int(w, "metered_until", g->metered_until);
-        cpx_canon_kv_int(w, "price", g->price);
-        cpx_canon_kv_string(w, "provider", ACCOUNT(b, g->provider)->owner);
-        cpx_canon_kv_int(w, "reserved", g->reserved);
-        cpx_canon_kv_int(w, "seq", (int64_t)g->seq);
-        cpx_canon_kv_int(w, "start", g->start);
-        cpx_canon_kv_string(w, "status", agreement_status_names[g->status]);
-        cpx_canon_kv_int(w, "tflops", g->tflops);
-        cpx_canon_kv_int(w, "value", g->value);
-        cpx_canon_end_object(w);
-        emit_line(&e);
-    }
-    for (size_t i = 0; e.ok && i < b->usages.n; i++) {
-        const struct usage *u = USAGE(b, i);
-        if (!usage_kept(u))
-            continue;
-        cpx_canon_begin_object(w);
-        cpx_canon_kv_string(w, "agreement", AGREEMENT(b, u->agreement)->id);
-        cpx_canon_kv_int(w, "device_seconds", u->device_seconds);
-        kv_bool(w, "final", u->final);
-        cpx_canon_kv_int(w, "period_end", u->end);
-        cpx_canon_kv_int(w, "period_start", u->start);
-        cpx_canon_kv_int(w, "seq", (int64_t)u->seq);
-        cpx_canon_kv_string(w, "usage", u->id);
-        cpx_canon_end_object(w);
-        emit_line(&e);
-    }
-    for (size_t i = 0; e.ok && i < b->bills.n; i++) {
-        const struct bill *l = BILL(b, i);
-        cpx_canon_begin_object(w);
-        cpx_canon_kv_string(w, "agreement", AGREEMENT(b, l->agreement)->id);
-        cpx_canon_kv_int(w, "amount", l->amount);
-        cpx_canon_kv_string(w, "bill", l->id);
-        cpx_canon_kv_int(w, "closed_seq", (int64_t)l->closed_seq);
-        cpx_canon_key(w, "commission", 10);
-        if (l->has_commission)
-            cpx_canon_int(w, l->commission);
-        else
-            cpx_canon_null(w);
-        cpx_canon_kv_int(w, "dispute_until", l->dispute_until);
-        kv_bool(w, "final", l->final);
-        cpx_canon_kv_int(w, "seq", (int64_t)l->seq);
-        cpx_canon_kv_string(w, "status", bill_state_names[l->state]);
-        cpx_canon_end_object(w);
-        emit_line(&e);
+    write_header(&e, b, lines);
+    for (size_t s = 0; s < kinds; s++) {
+        const struct line_kind *k = &line_kinds[s];
+        const struct table *t = kind_table(b, k);
+        for (size_t i = 0; e.ok && i < t->n; i++) {
+            const char *item = tab_at(t, i);
+            if (k->kept != NULL && !k->kept(item))
+                continue;
+            cpx_canon_begin_object(&e.w);
+            for (size_t f = 0; f < k->n_fields; f++)
+                write_field(&e.w, b, &k->fields[f], item);
+            cpx_canon_end_object(&e.w);
+            emit_line(&e);
+        }
     }
     cpx_canon_writer_free(&e.w);
     return e.ok;
@@ -1994,25 +2138,49 @@ static int64_t get_decimal(struct ctx *x, const char *key)
     return negative ? (int64_t)(0 - v) : (int64_t)v;
 }
 
-/* The account an id in a state line names: it must have been loaded. */
-static uint32_t load_account(struct ctx *x, const char *key)
+/* The item of t whose id is in member key: it must have been loaded. */
+static uint32_t get_ref(struct ctx *x, const struct table *t, const char *key)
 {
-    char owner[CPX_BOOKS_ID_MAX];
-    get_id(x, x->p, key, owner);
-    uint32_t i = x->bad ? NONE : tab_find(&x->b->accounts, owner);
+    char id[CPX_BOOKS_ID_MAX];
+    get_id(x, x->p, key, id);
+    uint32_t i = x->bad ? NONE : tab_find(t, id);
     if (i == NONE)
         bad(x, key);
     return i;
 }
 
-static uint32_t load_agreement(struct ctx *x)
+/* The index of the name in member key among names[0..last]. */
+static uint8_t get_status(struct ctx *x, const char *key, const char *const *names, int64_t last)
 {
-    char id[CPX_BOOKS_ID_MAX];
-    get_id(x, x->p, "agreement", id);
-    uint32_t i = x->bad ? NONE : tab_find(&x->b->agreements, id);
-    if (i == NONE)
-        bad(x, "agreement");
-    return i;
+    char name[24];
+    get_string(x, x->p, key, name, sizeof name);
+    for (uint8_t s = 0; s <= last; s++)
+        if (strcmp(name, names[s]) == 0)
+            return s;
+    bad(x, key);
+    return 0;
+}
+
+/* Reads member f of the line into item (F_ID is left to load_item). */
+static void read_field(struct ctx *x, const struct field *f, char *item)
+{
+    void *v = item + f->at;
+    switch (f->type) {
+    case F_ID: break;
+    case F_INT: *(int64_t *)v = get_int(x, x->p, f->key, f->min, f->max); break;
+    case F_SEQ: *(uint64_t *)v = (uint64_t)get_int(x, x->p, f->key, f->min, f->max); break;
+    case F_BITS: *(uint8_t *)v = (uint8_t)get_int(x, x->p, f->key, f->min, f->max); break;
+    case F_BOOL: *(bool *)v = get_bool(x, x->p, f->key); break;
+    case F_DECIMAL: *(int64_t *)v = get_decimal(x, f->key); break;
+    case F_ACCOUNT: *(uint32_t *)v = get_ref(x, &x->b->accounts, f->key); break;
+    case F_AGREEMENT: *(uint32_t *)v = get_ref(x, &x->b->agreements, f->key); break;
+    case F_STATUS: *(uint8_t *)v = get_status(x, f->key, f->names, f->max); break;
+    case F_OPT_INT:
+        *(bool *)(item + f->flag) = get_opt_int(x, x->p, f->key, f->min, f->max, v);
+        if (cpx_canon_get(x->d, x->p, f->key) == NULL)
+            bad(x, f->key); /* null, not absent */
+        break;
+    }
 }
 
 /* Adds an item with the id in member key to t. NONE (with x->bad set) when it cannot. */
@@ -2034,147 +2202,26 @@ static uint32_t load_item(struct ctx *x, struct table *t, const char *key)
     return i;
 }
 
-static void load_account_line(struct ctx *x)
+/* Reads a line of kind k into a new item of its table (x->bad set when it cannot). */
+static void load_line(struct ctx *x, const struct line_kind *k)
 {
-    struct cpx_books *b = x->b;
-    int64_t bal[CPX_BOOKS_KINDS];
-    for (int k = 0; k < CPX_BOOKS_KINDS; k++)
-        bal[k] = get_decimal(x, kind_names[k]);
-    int64_t moved = get_int(x, x->p, "moved", 0, (1 << CPX_BOOKS_KINDS) - 1);
-    uint64_t seq = (uint64_t)get_int(x, x->p, "seq", 0, AMOUNT_MAX);
-    uint32_t i = x->bad || x->p->count != 8 ? NONE : load_item(x, &b->accounts, "account");
+    union any_item any;
+    memset(&any, 0, sizeof any);
+    char *item = (char *)&any;
+    for (size_t f = 0; f < k->n_fields; f++)
+        read_field(x, &k->fields[f], item);
+    if (k->check != NULL)
+        k->check(x, item);
+    struct table *t = table_at(x->b, k->table);
+    uint32_t i = x->bad || x->p->count != k->n_fields ? NONE : load_item(x, t, k->id_key);
     if (i == NONE) {
-        bad(x, "account");
+        bad(x, k->id_key);
         return;
     }
-    struct account *a = ACCOUNT(b, i);
-    memcpy(a->bal, bal, sizeof bal);
-    a->moved = (uint8_t)moved;
-    a->seq = seq;
-    for (int k = 0; k < CPX_BOOKS_KINDS; k++) {
-        b->moved_accounts += (moved >> k) & 1;
-        if (bal[k] < 0)
-            a->negative |= (uint8_t)(1u << k);
-    }
-}
-
-static void load_order_line(struct ctx *x)
-{
-    struct cpx_books *b = x->b;
-    struct order o;
-    memset(&o, 0, sizeof o);
-    o.buyer = load_account(x, "buyer");
-    o.devices = get_bool(x, x->p, "devices");
-    o.hold_bps = get_int(x, x->p, "hold_bps", 0, BPS_MAX);
-    o.hold_left = get_int(x, x->p, "hold_left", -AMOUNT_MAX, AMOUNT_MAX);
-    o.hours = get_int(x, x->p, "hours", 1, AMOUNT_MAX);
-    o.limit = get_int(x, x->p, "limit", 0, AMOUNT_MAX);
-    o.per = get_int(x, x->p, "per", 1, AMOUNT_MAX);
-    o.remaining = get_int(x, x->p, "remaining", 0, AMOUNT_MAX);
-    o.seq = (uint64_t)get_int(x, x->p, "seq", 0, AMOUNT_MAX);
-    uint32_t i = x->bad || x->p->count != 10 ? NONE : load_item(x, &b->orders, "order");
-    if (i == NONE) {
-        bad(x, "order");
-        return;
-    }
-    memcpy(o.id, ORDER(b, i)->id, sizeof o.id);
-    *ORDER(b, i) = o;
-}
-
-static void load_agreement_line(struct ctx *x)
-{
-    struct cpx_books *b = x->b;
-    struct agreement g;
-    memset(&g, 0, sizeof g);
-    g.billed_commission = get_int(x, x->p, "billed_commission", 0, AMOUNT_MAX);
-    g.bps = get_int(x, x->p, "bps", 0, BPS_MAX);
-    g.bps_max = get_int(x, x->p, "bps_max", g.bps, BPS_MAX);
-    g.buyer = load_account(x, "buyer");
-    g.closed_seq = (uint64_t)get_int(x, x->p, "closed_seq", 0, AMOUNT_MAX);
-    g.commission = get_int(x, x->p, "commission", 0, AMOUNT_MAX);
-    g.deliver_by = get_int(x, x->p, "deliver_by", -1, AMOUNT_MAX);
-    g.devices = get_int(x, x->p, "devices", 1, AMOUNT_MAX);
-    g.end = get_int(x, x->p, "end", 0, AMOUNT_MAX);
-    g.escrow_left = get_int(x, x->p, "escrow_left", -AMOUNT_MAX, AMOUNT_MAX);
-    g.final_billed = get_bool(x, x->p, "final_billed");
-    g.has_usage = get_bool(x, x->p, "has_usage");
-    g.hours = get_int(x, x->p, "hours", 1, AMOUNT_MAX);
-    g.metered_until = get_int(x, x->p, "metered_until", 0, AMOUNT_MAX);
-    g.price = get_int(x, x->p, "price", 0, AMOUNT_MAX);
-    g.provider = load_account(x, "provider");
-    g.reserved = get_int(x, x->p, "reserved", -AMOUNT_MAX, AMOUNT_MAX);
-    g.seq = (uint64_t)get_int(x, x->p, "seq", 0, AMOUNT_MAX);
-    g.start = get_int(x, x->p, "start", 0, AMOUNT_MAX);
-    char status[24];
-    get_string(x, x->p, "status", status, sizeof status);
-    g.status = 0xff;
-    for (uint8_t s = 0; s < 4; s++)
-        if (strcmp(status, agreement_status_names[s]) == 0)
-            g.status = s;
-    if (g.status == 0xff)
-        bad(x, "status");
-    g.tflops = get_int(x, x->p, "tflops", 1, AMOUNT_MAX);
-    g.value = get_int(x, x->p, "value", 0, AMOUNT_MAX);
-    g.escrow_negative = g.escrow_left < 0;
-    uint32_t i = x->bad || x->p->count != 23 ? NONE : load_item(x, &b->agreements, "agreement");
-    if (i == NONE) {
-        bad(x, "agreement");
-        return;
-    }
-    memcpy(g.id, AGREEMENT(b, i)->id, sizeof g.id);
-    *AGREEMENT(b, i) = g;
-}
-
-static void load_usage_line(struct ctx *x)
-{
-    struct cpx_books *b = x->b;
-    struct usage u;
-    memset(&u, 0, sizeof u);
-    u.agreement = load_agreement(x);
-    u.device_seconds = get_int(x, x->p, "device_seconds", 0, AMOUNT_MAX);
-    u.final = get_bool(x, x->p, "final");
-    u.end = get_int(x, x->p, "period_end", 0, AMOUNT_MAX);
-    u.start = get_int(x, x->p, "period_start", 0, AMOUNT_MAX);
-    u.seq = (uint64_t)get_int(x, x->p, "seq", 0, AMOUNT_MAX);
-    u.bill = NONE;
-    uint32_t i = x->bad || x->p->count != 7 ? NONE : load_item(x, &b->usages, "usage");
-    if (i == NONE) {
-        bad(x, "usage");
-        return;
-    }
-    memcpy(u.id, USAGE(b, i)->id, sizeof u.id);
-    *USAGE(b, i) = u;
-}
-
-static void load_bill_line(struct ctx *x)
-{
-    struct cpx_books *b = x->b;
-    struct bill l;
-    memset(&l, 0, sizeof l);
-    l.agreement = load_agreement(x);
-    l.amount = get_int(x, x->p, "amount", 0, AMOUNT_MAX);
-    l.closed_seq = (uint64_t)get_int(x, x->p, "closed_seq", 0, AMOUNT_MAX);
-    l.has_commission = get_opt_int(x, x->p, "commission", 0, AMOUNT_MAX, &l.commission);
-    l.dispute_until = get_int(x, x->p, "dispute_until", 0, AMOUNT_MAX);
-    l.final = get_bool(x, x->p, "final");
-    l.seq = (uint64_t)get_int(x, x->p, "seq", 0, AMOUNT_MAX);
-    char status[16];
-    get_string(x, x->p, "status", status, sizeof status);
-    l.state = 0xff;
-    for (uint8_t s = 0; s < 5; s++)
-        if (strcmp(status, bill_state_names[s]) == 0)
-            l.state = s;
-    if (l.state == 0xff)
-        bad(x, "status");
-    if (cpx_canon_get(x->d, x->p, "commission") == NULL)
-        bad(x, "commission");
-    uint32_t i = x->bad || x->p->count != 9 ? NONE : load_item(x, &b->bills, "bill");
-    if (i == NONE) {
-        bad(x, "bill");
-        return;
-    }
-    memcpy(l.id, BILL(b, i)->id, sizeof l.id);
-    *BILL(b, i) = l;
+    memcpy(item, tab_at(t, i), CPX_BOOKS_ID_MAX); /* the id load_item read */
+    memcpy(tab_at(t, i), item, t->size);
+    if (k->placed != NULL)
+        k->placed(x->b, tab_at(t, i));
 }
 
 const char *cpx_books_state_load_line(struct cpx_books *b, const void *line, size_t len)
@@ -2214,13 +2261,7 @@ const char *cpx_books_state_load_line(struct cpx_books *b, const void *line, siz
         goto cleanup;
     }
     b->load_stage = stage;
-    switch (stage) {
-    case STAGE_ACCOUNTS: load_account_line(&x); break;
-    case STAGE_ORDERS: load_order_line(&x); break;
-    case STAGE_AGREEMENTS: load_agreement_line(&x); break;
-    case STAGE_USAGES: load_usage_line(&x); break;
-    case STAGE_BILLS: load_bill_line(&x); break;
-    }
+    load_line(&x, &line_kinds[stage]);
     if (x.bad != NULL)
         err = b->nomem ? "out of memory" : "a books state line is malformed";
     b->loaded_lines++;

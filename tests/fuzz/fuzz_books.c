@@ -17,12 +17,14 @@
  * and the state written at the end loads into fresh books and writes back to the same bytes.
  */
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ledger/books.h"
+#include "tests/support/fuzz_stateful.h"
 
 #define FIELDS_MAX 6
 #define FIELD_MAX  64
@@ -94,14 +96,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cpx_record_init(&rec);
     bool fed = false, comparing = false, loading = false, loaded = true;
     uint64_t records = 0;
-    for (size_t at = 0; at + 3 <= size;) {
-        uint8_t type = data[at];
-        size_t len = (size_t)data[at + 1] << 8 | data[at + 2];
-        at += 3;
-        if (len > size - at)
-            len = size - at;
-        const uint8_t *chunk = data + at;
-        at += len;
+    struct fuzz_chunk ch;
+    for (size_t at = 0; fuzz_chunk_next(data, size, &at, &ch);) {
+        uint8_t type = ch.type;
+        const uint8_t *chunk = ch.data;
+        size_t len = ch.len;
         if (loading && type != 'l') {
             loaded = cpx_books_state_load_end(b) == NULL;
             loading = false;
@@ -170,11 +169,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cpx_books_finish(b);
     size_t n;
     const struct cpx_books_failure *fl = cpx_books_failures(b, &n);
-    for (size_t i = 1; i < n; i++)
-        if (fl[i - 1].seq > fl[i].seq)
-            abort(); /* sorted by seq */
-    if (cpx_books_failure_total(b) < n)
-        abort();
+    fuzz_check_findings(fl, n, sizeof *fl, offsetof(struct cpx_books_failure, seq),
+                        cpx_books_failure_total(b));
 
     /* The saved state loads into fresh books and writes back to the same bytes. */
     struct text t1 = { .ok = true }, t2 = { .ok = true };

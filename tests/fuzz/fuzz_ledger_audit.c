@@ -14,11 +14,13 @@
  * written at the end loads into a fresh auditor and writes back to the same bytes.
  */
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ledger/audit.h"
+#include "tests/support/fuzz_stateful.h"
 
 static const uint8_t exchange_pk[CPX_ED25519_PK_LEN] = {
     0x21, 0x52, 0xf8, 0xd1, 0x9b, 0x79, 0x1d, 0x24, 0x45, 0x32, 0x42, 0xe1, 0x5f, 0x2e, 0xab, 0x6c,
@@ -58,16 +60,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (a == NULL)
         return 0;
     bool first = true;
-    for (size_t at = 0; at + 3 <= size;) {
-        uint8_t type = data[at];
-        size_t len = (size_t)data[at + 1] << 8 | data[at + 2];
-        at += 3;
-        if (len > size - at)
-            len = size - at;
-        const uint8_t *chunk = data + at;
-        at += len;
+    struct fuzz_chunk c;
+    for (size_t at = 0; fuzz_chunk_next(data, size, &at, &c);) {
+        const uint8_t *chunk = c.data;
+        size_t len = c.len;
         enum cpx_audit_status st = CPX_AUDIT_OK;
-        switch (type) {
+        switch (c.type) {
         case 's':
             if (first)
                 (void)cpx_audit_state_load(a, chunk, len);
@@ -98,11 +96,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cpx_audit_finish(a);
     size_t n;
     const struct cpx_audit_failure *f = cpx_audit_failures(a, &n);
-    for (size_t i = 1; i < n; i++)
-        if (f[i - 1].seq > f[i].seq)
-            abort(); /* sorted by seq */
-    if (cpx_audit_failure_total(a) < n)
-        abort();
+    fuzz_check_findings(f, n, sizeof *f, offsetof(struct cpx_audit_failure, seq),
+                        cpx_audit_failure_total(a));
 
     /* The saved state loads into a fresh auditor and writes back to the same bytes. */
     size_t len1, len2;

@@ -14,27 +14,20 @@
 
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <inttypes.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "ledger/books.h"
 #include "ledger/codec.h"
+#include "tests/support/audit_standin.h"
 #include "tests/support/audit_tool.h"
 #include "tests/support/ledger_market.h"
 
-#define REQUEST_MAX 4096
-#define POLL_MS     50
-#define NOTE_MAX    1024
-#define TARGETS_LOG 16384
-#define MAX_ITEMS   64
+#define NOTE_MAX  1024
+#define MAX_ITEMS 64
 
 /* ---- the world ----------------------------------------------------------------------------- */
 
@@ -251,11 +244,7 @@ struct fake {
     char later[NOTE_MAX];    /* a checkpoint one record further, for BOOKS_GROWING */
     enum books_mode mode;
     int checkpoint_reads;
-    int fd;
-    char url[64];
-    pthread_t thread;
-    volatile int stop;
-    char targets[TARGETS_LOG];
+    struct audit_standin http; /* its server */
 };
 
 /* Query parameter `after` as "c/N" (percent-encoded by the tool): N, or -1 when absent. */
@@ -320,8 +309,9 @@ static json_t *balances_of(struct fake *f, const char *provider)
 
 static const char *g_provider;
 
-static char *answer(struct fake *f, const char *target, int *status)
+static char *answer(void *ctx, const char *target, int *status)
 {
+    struct fake *f = ctx;
     json_t *body = NULL;
     *status = 200;
     if (strcmp(target, "/v1/ledger/checkpoint") == 0) {
@@ -358,69 +348,6 @@ static char *answer(struct fake *f, const char *target, int *status)
     return text;
 }
 
-static void write_all(int fd, const char *s, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, s, len);
-        if (n <= 0)
-            return;
-        s += n;
-        len -= (size_t)n;
-    }
-}
-
-static void serve_one(struct fake *f, int fd)
-{
-    char buf[REQUEST_MAX];
-    size_t got = 0;
-    while (got < sizeof buf - 1) {
-        ssize_t n = read(fd, buf + got, sizeof buf - 1 - got);
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-        buf[got] = '\0';
-        if (strstr(buf, "\r\n\r\n") != NULL)
-            break;
-    }
-    buf[got] = '\0';
-    char *target = strchr(buf, ' ');
-    if (target == NULL)
-        return;
-    target++;
-    char *end = strchr(target, ' ');
-    if (end == NULL)
-        return;
-    *end = '\0';
-    size_t used = strlen(f->targets);
-    snprintf(f->targets + used, sizeof f->targets - used, "%s\n", target);
-    int status;
-    char *body = answer(f, target, &status);
-    char head[256];
-    int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-                     "Connection: close\r\n\r\n",
-                     status, strlen(body));
-    write_all(fd, head, (size_t)n);
-    write_all(fd, body, strlen(body));
-    free(body);
-}
-
-static void *serve(void *arg)
-{
-    struct fake *f = arg;
-    while (!f->stop) {
-        struct pollfd p = { .fd = f->fd, .events = POLLIN };
-        if (poll(&p, 1, POLL_MS) <= 0)
-            continue;
-        int c = accept(f->fd, NULL, NULL);
-        if (c < 0)
-            continue;
-        serve_one(f, c);
-        close(c);
-    }
-    return NULL;
-}
-
 /*
  * Serves the first log->n - 1 records of log (the last is the growth of BOOKS_GROWING) with a
  * checkpoint at that size, and the honest books of those records.
@@ -441,22 +368,12 @@ static void fake_start(struct fake *f, const struct fx_log *log, enum books_mode
         cpx_books_record(f->books, &r);
     }
     cpx_record_free(&r);
-    f->fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(f->fd >= 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t alen = sizeof a;
-    assert_int_equal(bind(f->fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(listen(f->fd, 16), 0);
-    assert_int_equal(getsockname(f->fd, (struct sockaddr *)&a, &alen), 0);
-    snprintf(f->url, sizeof f->url, "http://127.0.0.1:%u", ntohs(a.sin_port));
-    assert_int_equal(pthread_create(&f->thread, NULL, serve, f), 0);
+    audit_standin_start(&f->http, answer, f);
 }
 
 static void fake_stop(struct fake *f)
 {
-    f->stop = 1;
-    pthread_join(f->thread, NULL);
-    close(f->fd);
+    audit_standin_stop(&f->http);
     cpx_books_free(f->books);
 }
 
@@ -466,7 +383,7 @@ static int audit_url(struct world *w, enum books_mode mode, json_t **report, str
     uint64_t extra = lm_deposit(&w->honest.lm, &w->honest.op, w->honest.buyer.id, LM_CNY);
     g_provider = w->honest.provider.id;
     fake_start(f, &w->honest.log, mode);
-    const char *args[] = { "--url", f->url, NULL };
+    const char *args[] = { "--url", f->http.url, NULL };
     int status = audit_run(&w->dir, args, report);
     fake_stop(f);
     free(w->honest.log.rec[extra]);
@@ -487,9 +404,9 @@ static void exchange_books_compared(void **state)
     assert_int_equal(books_int(report, "compared_bills"), 2);
     assert_int_equal(books_int(report, "compared_accounts"), 4);
     /* Pages of one, their cursors percent-encoded. */
-    assert_non_null(strstr(f.targets, "/v1/audit/bills?limit=1000\n"));
-    assert_non_null(strstr(f.targets, "/v1/audit/bills?after=c%2F1&limit=1000\n"));
-    assert_non_null(strstr(f.targets, "/v1/audit/balances?after=c%2F3&limit=1000\n"));
+    assert_non_null(strstr(f.http.targets, "/v1/audit/bills?limit=1000\n"));
+    assert_non_null(strstr(f.http.targets, "/v1/audit/bills?after=c%2F1&limit=1000\n"));
+    assert_non_null(strstr(f.http.targets, "/v1/audit/balances?after=c%2F3&limit=1000\n"));
     json_decref(report);
 }
 

@@ -14,29 +14,22 @@
 
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <inttypes.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "ledger/codec.h"
+#include "tests/support/audit_standin.h"
 #include "tests/support/audit_tool.h"
 #include "tests/support/ledger_fixtures.h"
 
-#define ORDERS      30 /* order + expiry pairs: 64 records */
-#define CP_EVERY    10 /* records between two checkpoints */
-#define PAGE        7  /* items per page the stand-in serves (it ignores larger limits) */
-#define MAX_CPS     32
-#define REQUEST_MAX 4096
-#define POLL_MS     50
-#define TARGETS_LOG 8192 /* bytes of request targets remembered */
-#define NOTE_MAX    1024
+#define ORDERS   30 /* order + expiry pairs: 64 records */
+#define CP_EVERY 10 /* records between two checkpoints */
+#define PAGE     7  /* items per page the stand-in serves (it ignores larger limits) */
+#define MAX_CPS  32
+#define NOTE_MAX 1024
 
 /* How the stand-in misbehaves. */
 enum mode {
@@ -61,11 +54,7 @@ struct fake {
     char notes[MAX_CPS][NOTE_MAX]; /* their signed notes */
     enum mode mode;                /* how it misbehaves */
     uint64_t bad_seq;              /* where */
-    int fd;                        /* listening socket */
-    char url[64];                  /* http://127.0.0.1:port */
-    pthread_t thread;              /* serving thread */
-    volatile int stop;             /* set to end the thread */
-    char targets[TARGETS_LOG];     /* every request target, one a line */
+    struct audit_standin http;     /* its server */
 };
 
 /* ---- answers ------------------------------------------------------------------------------- */
@@ -168,8 +157,9 @@ static json_t *consistency_proof(const struct fake *f, const char *target)
 }
 
 /* The answer to GET target: status and body (malloc'd). */
-static char *answer(struct fake *f, const char *target, int *status)
+static char *answer(void *ctx, const char *target, int *status)
 {
+    struct fake *f = ctx;
     *status = 200;
     json_t *body = NULL;
     bool records = strncmp(target, "/v1/ledger/records", 18) == 0;
@@ -201,78 +191,6 @@ static char *answer(struct fake *f, const char *target, int *status)
     return text;
 }
 
-/* ---- the HTTP server ----------------------------------------------------------------------- */
-
-/* Reads one request's head from fd and returns its target (in buf), or NULL. */
-static char *read_target(int fd, char *buf, size_t cap)
-{
-    size_t len = 0;
-    while (len + 1 < cap) {
-        ssize_t n = read(fd, buf + len, cap - 1 - len);
-        if (n <= 0)
-            return NULL;
-        len += (size_t)n;
-        buf[len] = '\0';
-        if (strstr(buf, "\r\n\r\n") != NULL)
-            break;
-    }
-    char *target = strchr(buf, ' ');
-    if (target == NULL)
-        return NULL;
-    target++;
-    char *end = strchr(target, ' ');
-    if (end != NULL)
-        *end = '\0';
-    return target;
-}
-
-static void write_all(int fd, const char *s, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, s, len);
-        if (n <= 0)
-            return;
-        s += n;
-        len -= (size_t)n;
-    }
-}
-
-static void serve_one(struct fake *f, int fd)
-{
-    char buf[REQUEST_MAX];
-    char *target = read_target(fd, buf, sizeof buf);
-    if (target == NULL)
-        return;
-    size_t used = strlen(f->targets);
-    snprintf(f->targets + used, sizeof f->targets - used, "%s\n", target);
-    int status;
-    char *body = answer(f, target, &status);
-    char head[256];
-    int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-                     "Connection: close\r\n\r\n",
-                     status, strlen(body));
-    write_all(fd, head, (size_t)n);
-    write_all(fd, body, strlen(body));
-    free(body);
-}
-
-static void *serve(void *arg)
-{
-    struct fake *f = arg;
-    while (!f->stop) {
-        struct pollfd p = { .fd = f->fd, .events = POLLIN };
-        if (poll(&p, 1, POLL_MS) <= 0)
-            continue;
-        int c = accept(f->fd, NULL, NULL);
-        if (c < 0)
-            continue;
-        serve_one(f, c);
-        close(c);
-    }
-    return NULL;
-}
-
 /* Starts serving log with checkpoints at sizes[0..n) (the last is the latest). */
 static void fake_start(struct fake *f, const struct fx_log *log, const uint64_t *sizes, size_t n)
 {
@@ -283,22 +201,12 @@ static void fake_start(struct fake *f, const struct fx_log *log, const uint64_t 
         f->cps[i] = sizes[i];
         fx_checkpoint(log, sizes[i], NULL, NULL, f->notes[i], NOTE_MAX);
     }
-    f->fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(f->fd >= 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t alen = sizeof a;
-    assert_int_equal(bind(f->fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(listen(f->fd, 16), 0);
-    assert_int_equal(getsockname(f->fd, (struct sockaddr *)&a, &alen), 0);
-    snprintf(f->url, sizeof f->url, "http://127.0.0.1:%u", ntohs(a.sin_port));
-    assert_int_equal(pthread_create(&f->thread, NULL, serve, f), 0);
+    audit_standin_start(&f->http, answer, f);
 }
 
 static void fake_stop(struct fake *f)
 {
-    f->stop = 1;
-    pthread_join(f->thread, NULL);
-    close(f->fd);
+    audit_standin_stop(&f->http);
 }
 
 /* ---- the world ----------------------------------------------------------------------------- */
@@ -346,7 +254,7 @@ static int audit_mode(struct world *w, enum mode mode, uint64_t bad_seq, json_t 
     fake_start(&w->fake, &w->log, w->cps, w->n_cps);
     w->fake.mode = mode;
     w->fake.bad_seq = bad_seq;
-    const char *args[] = { "--url", w->fake.url, NULL };
+    const char *args[] = { "--url", w->fake.http.url, NULL };
     int status = audit_run(&w->dir, args, report);
     fake_stop(&w->fake);
     return status;
@@ -364,11 +272,11 @@ static void honest_exchange_passes(void **state)
     assert_int_equal(report_int(report, "verified_size"), latest(w));
     assert_int_equal(report_int(report, "checkpoints"), w->n_cps);
     assert_int_equal(report_int(report, "signatures"), 2 + latest(w) / 2 - 2);
-    assert_string_equal(json_string_value(json_object_get(report, "source")), w->fake.url);
+    assert_string_equal(json_string_value(json_object_get(report, "source")), w->fake.http.url);
     /* Paged: the second records page continues after the first. */
     char want[64];
     snprintf(want, sizeof want, "/v1/ledger/records?after=%d&limit=1000\n", PAGE - 1);
-    assert_non_null(strstr(w->fake.targets, want));
+    assert_non_null(strstr(w->fake.http.targets, want));
     json_decref(report);
 }
 
@@ -456,7 +364,7 @@ static void state_uses_consistency_proofs(void **state)
     /* First run: the exchange's latest checkpoint is at 30. */
     w->n_cps = 3;
     fake_start(&w->fake, &w->log, w->cps, w->n_cps);
-    const char *args[] = { "--url", w->fake.url, "--state", saved, NULL };
+    const char *args[] = { "--url", w->fake.http.url, "--state", saved, NULL };
     json_t *report;
     assert_int_equal(audit_run(&w->dir, args, &report), 0);
     fake_stop(&w->fake);
@@ -466,16 +374,16 @@ static void state_uses_consistency_proofs(void **state)
     /* Second run: the log has grown to 60; only records 30.. are fetched. */
     w->n_cps = all;
     fake_start(&w->fake, &w->log, w->cps, w->n_cps);
-    args[1] = w->fake.url;
+    args[1] = w->fake.http.url;
     assert_int_equal(audit_run(&w->dir, args, &report), 0);
     fake_stop(&w->fake);
     assert_int_equal(report_int(report, "records"), latest(w) - 30);
     assert_int_equal(report_int(report, "verified_size"), latest(w));
     char want[96];
     snprintf(want, sizeof want, "/v1/ledger/consistency?first=30&second=%" PRIu64 "\n", latest(w));
-    assert_non_null(strstr(w->fake.targets, want));
-    assert_non_null(strstr(w->fake.targets, "/v1/ledger/records?after=29&limit=1000\n"));
-    assert_null(strstr(w->fake.targets, "/v1/ledger/records?limit"));
+    assert_non_null(strstr(w->fake.http.targets, want));
+    assert_non_null(strstr(w->fake.http.targets, "/v1/ledger/records?after=29&limit=1000\n"));
+    assert_null(strstr(w->fake.http.targets, "/v1/ledger/records?limit"));
     json_decref(report);
 
     unlink(saved);
@@ -488,7 +396,7 @@ static void state_catches_rewritten_history(void **state)
     audit_path(&w->dir, "rewrite.state", saved);
     size_t all = w->n_cps;
     fake_start(&w->fake, &w->log, w->cps, 3); /* the first run verifies up to 30 */
-    const char *args[] = { "--url", w->fake.url, "--state", saved, NULL };
+    const char *args[] = { "--url", w->fake.http.url, "--state", saved, NULL };
     json_t *report;
     assert_int_equal(audit_run(&w->dir, args, &report), 0);
     fake_stop(&w->fake);
@@ -503,7 +411,7 @@ static void state_catches_rewritten_history(void **state)
     audit_build_log(&other, &op, &buyer, ORDERS);
     uint64_t sizes[] = { 10, 20, 30, 40, 50, 60 };
     fake_start(&w->fake, &other, sizes, 6);
-    args[1] = w->fake.url;
+    args[1] = w->fake.http.url;
     assert_int_equal(audit_run(&w->dir, args, &report), 1);
     assert_true(report_has(report, 60, "consistency"));
     json_decref(report);
@@ -511,7 +419,7 @@ static void state_catches_rewritten_history(void **state)
     fake_stop(&w->fake);
     fake_start(&w->fake, &w->log, w->cps, all);
     w->fake.mode = FORGED_PROOF;
-    args[1] = w->fake.url;
+    args[1] = w->fake.http.url;
     assert_int_equal(audit_run(&w->dir, args, &report), 1);
     assert_true(report_has(report, 60, "consistency"));
     json_decref(report);

@@ -52,9 +52,10 @@ static void push(struct fx_log *l, const uint8_t *bytes, size_t len)
     l->len[l->n++] = len;
 }
 
-uint64_t fx_append(struct fx_log *l, const char *kind, const char *payload,
-                   const struct fx_party *signer, const char *method, const char *target,
-                   const char *body)
+/* Appends a record; a party's is signed by it when `sign` (else its signature is zero). */
+static uint64_t append(struct fx_log *l, const char *kind, const char *payload,
+                       const struct fx_party *party, const char *method, const char *target,
+                       const char *body, bool sign)
 {
     struct cpx_record r;
     cpx_record_init(&r);
@@ -64,17 +65,19 @@ uint64_t fx_append(struct fx_log *l, const char *kind, const char *payload,
     r.ts = l->ts_ms++;
     r.payload = (const uint8_t *)payload;
     r.payload_len = strlen(payload);
-    if (signer != NULL) {
-        struct cpx_auth auth;
+    if (party != NULL) {
         r.has_party = true;
-        snprintf(r.party.id, sizeof r.party.id, "%s", signer->id);
+        snprintf(r.party.id, sizeof r.party.id, "%s", party->id);
         snprintf(r.party.method, sizeof r.party.method, "%s", method);
         snprintf(r.party.target, sizeof r.party.target, "%s", target);
         r.party.ts = l->ts_ms / 1000;
         r.party.body = (const uint8_t *)body;
         r.party.body_len = strlen(body);
+    }
+    if (party != NULL && sign) {
+        struct cpx_auth auth;
         bool ok =
-            cpx_reqsig_sign(&signer->kp, method, target, r.party.ts, body, strlen(body), &auth);
+            cpx_reqsig_sign(&party->kp, method, target, r.party.ts, body, strlen(body), &auth);
         assert(ok);
         (void)ok;
         memcpy(r.party.sig, auth.sig, sizeof r.party.sig);
@@ -91,6 +94,20 @@ uint64_t fx_append(struct fx_log *l, const char *kind, const char *payload,
     cpx_canon_writer_free(&w);
     cpx_record_free(&r);
     return l->n - 1;
+}
+
+uint64_t fx_append(struct fx_log *l, const char *kind, const char *payload,
+                   const struct fx_party *signer, const char *method, const char *target,
+                   const char *body)
+{
+    return append(l, kind, payload, signer, method, target, body, true);
+}
+
+uint64_t fx_append_unsigned(struct fx_log *l, const char *kind, const char *payload,
+                            const struct fx_party *party, const char *method, const char *target,
+                            const char *body)
+{
+    return append(l, kind, payload, party, method, target, body, false);
 }
 
 /* Finishes w into a NUL-terminated heap string. */

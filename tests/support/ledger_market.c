@@ -41,47 +41,9 @@ static uint64_t append(struct lm *m, const char *kind, struct cpx_canon_writer *
                        const struct fx_party *party, const char *method, const char *target)
 {
     const char *payload = payload_of(w);
-    if (party == NULL || m->sign)
+    if (m->sign)
         return fx_append(m->log, kind, payload, party, method, target, payload);
-    struct fx_log *l = m->log;
-    struct cpx_record r;
-    cpx_record_init(&r);
-    r.seq = l->n;
-    r.kind = cpx_kind_from_name(kind, strlen(kind));
-    snprintf(r.kind_name, sizeof r.kind_name, "%s", kind);
-    r.ts = l->ts_ms;
-    r.payload = (const uint8_t *)payload;
-    r.payload_len = strlen(payload);
-    r.has_party = true;
-    snprintf(r.party.id, sizeof r.party.id, "%s", party->id);
-    snprintf(r.party.method, sizeof r.party.method, "%s", method);
-    snprintf(r.party.target, sizeof r.party.target, "%s", target);
-    r.party.ts = l->ts_ms / MS_PER_SECOND;
-    r.party.body = (const uint8_t *)payload;
-    r.party.body_len = strlen(payload);
-    struct cpx_canon_writer rw;
-    cpx_canon_writer_init(&rw);
-    cpx_record_encode(&rw, &r);
-    const uint8_t *out;
-    size_t len;
-    enum cpx_canon_error err = cpx_canon_writer_finish(&rw, &out, &len);
-    assert(err == CPX_CANON_OK);
-    (void)err;
-    /* Stored as fx_append stores, the clock advanced as it advances it. */
-    if (l->n == l->cap) {
-        l->cap = l->cap ? l->cap * 2 : 64;
-        l->rec = realloc(l->rec, l->cap * sizeof *l->rec);
-        l->len = realloc(l->len, l->cap * sizeof *l->len);
-        assert(l->rec != NULL && l->len != NULL);
-    }
-    l->rec[l->n] = malloc(len);
-    assert(l->rec[l->n] != NULL);
-    memcpy(l->rec[l->n], out, len);
-    l->len[l->n++] = len;
-    l->ts_ms++;
-    cpx_canon_writer_free(&rw);
-    cpx_record_free(&r);
-    return l->n - 1;
+    return fx_append_unsigned(m->log, kind, payload, party, method, target, payload);
 }
 
 static void begin(struct cpx_canon_writer *w)
@@ -90,33 +52,61 @@ static void begin(struct cpx_canon_writer *w)
     cpx_canon_begin_object(w);
 }
 
-static void kv_bool(struct cpx_canon_writer *w, const char *key, bool v)
+/*
+ * Most payloads are flat: they are written from a list of members (in key order, as canonical
+ * JSON has them), so each helper says only what its record holds.
+ */
+struct member {
+    const char *key;
+    enum { M_STRING, M_INT, M_BOOL, M_NULL, M_ABSENT } type;
+    const char *s; /* M_STRING */
+    int64_t i;     /* M_INT, M_BOOL */
+};
+
+/* Members by type; INT_IF leaves the member out, INT_OR_NULL writes null, unless `there`. */
+#define STRING(k, v)             ((struct member){ (k), M_STRING, (v), 0 })
+#define INT(k, v)                ((struct member){ (k), M_INT, NULL, (v) })
+#define BOOL(k, v)               ((struct member){ (k), M_BOOL, NULL, (v) })
+#define INT_IF(k, v, there)      ((struct member){ (k), (there) ? M_INT : M_ABSENT, NULL, (v) })
+#define INT_OR_NULL(k, v, there) ((struct member){ (k), (there) ? M_INT : M_NULL, NULL, (v) })
+#define APPEND(m, kind, members, party, method, target)                                            \
+    append_members(m, kind, members, sizeof members / sizeof *members, party, method, target)
+
+static uint64_t append_members(struct lm *m, const char *kind, const struct member *members,
+                               size_t n, const struct fx_party *party, const char *method,
+                               const char *target)
 {
-    cpx_canon_key(w, key, strlen(key));
-    cpx_canon_bool(w, v);
+    struct cpx_canon_writer w;
+    begin(&w);
+    for (size_t i = 0; i < n; i++) {
+        const struct member *v = &members[i];
+        if (v->type != M_ABSENT)
+            cpx_canon_key(&w, v->key, strlen(v->key));
+        switch (v->type) {
+        case M_STRING: cpx_canon_string(&w, v->s, strlen(v->s)); break;
+        case M_INT: cpx_canon_int(&w, v->i); break;
+        case M_BOOL: cpx_canon_bool(&w, v->i != 0); break;
+        case M_NULL: cpx_canon_null(&w); break;
+        case M_ABSENT: break;
+        }
+    }
+    cpx_canon_end_object(&w);
+    return append(m, kind, &w, party, method, target);
 }
 
 uint64_t lm_fee_schedule(struct lm *m, int64_t maker_bps, int64_t taker_bps, int64_t minimum)
 {
-    struct cpx_canon_writer w;
-    begin(&w);
-    cpx_canon_kv_int(&w, "maker_bps", maker_bps);
-    cpx_canon_kv_int(&w, "minimum_micro", minimum);
-    cpx_canon_kv_int(&w, "taker_bps", taker_bps);
-    cpx_canon_end_object(&w);
-    return append(m, "fee_schedule", &w, NULL, NULL, NULL);
+    const struct member p[] = { INT("maker_bps", maker_bps), INT("minimum_micro", minimum),
+                                INT("taker_bps", taker_bps) };
+    return APPEND(m, "fee_schedule", p, NULL, NULL, NULL);
 }
 
 uint64_t lm_deposit(struct lm *m, const struct fx_party *op, const char *account, int64_t amount)
 {
     char target[128];
     snprintf(target, sizeof target, "/v1/accounts/%s/deposits", account);
-    struct cpx_canon_writer w;
-    begin(&w);
-    cpx_canon_kv_string(&w, "account", account);
-    cpx_canon_kv_int(&w, "amount_micro", amount);
-    cpx_canon_end_object(&w);
-    return append(m, "deposit", &w, op, "POST", target);
+    const struct member p[] = { STRING("account", account), INT("amount_micro", amount) };
+    return APPEND(m, "deposit", p, op, "POST", target);
 }
 
 uint64_t lm_order(struct lm *m, const struct fx_party *buyer, const struct lm_order *o)
@@ -152,31 +142,28 @@ uint64_t lm_order(struct lm *m, const struct fx_party *buyer, const struct lm_or
 
 uint64_t lm_agreement(struct lm *m, const struct lm_agreement *a)
 {
-    struct cpx_canon_writer w;
-    begin(&w);
-    cpx_canon_kv_string(&w, "buyer", a->buyer);
-    if (a->bps >= 0)
-        cpx_canon_kv_int(&w, "commission_bps", a->bps);
-    cpx_canon_kv_int(&w, "commission_micro", a->commission);
-    if (a->deliver_by >= 0)
-        cpx_canon_kv_int(&w, "deliver_by", a->deliver_by);
-    cpx_canon_kv_int(&w, "devices", a->devices);
-    cpx_canon_kv_int(&w, "escrow_micro", a->escrow);
-    cpx_canon_kv_int(&w, "hours", a->hours);
-    cpx_canon_kv_string(&w, "id", a->id);
-    cpx_canon_kv_string(&w, "listing", "lst_000000000001");
-    cpx_canon_kv_string(&w, "maker", a->maker ? a->maker : "provider");
-    cpx_canon_kv_string(&w, "order", a->order);
-    cpx_canon_kv_string(&w, "precision", "bf16");
-    cpx_canon_kv_int(&w, "price_micro", a->price);
-    cpx_canon_kv_string(&w, "provider", a->provider);
-    cpx_canon_kv_string(&w, "region", "yangtze");
-    cpx_canon_kv_int(&w, "released_micro", a->released);
-    cpx_canon_kv_int(&w, "start", a->start);
-    cpx_canon_kv_int(&w, "tflops", a->tflops);
-    cpx_canon_kv_int(&w, "value_micro", a->value);
-    cpx_canon_end_object(&w);
-    return append(m, "agreement", &w, NULL, NULL, NULL);
+    const struct member p[] = {
+        STRING("buyer", a->buyer),
+        INT_IF("commission_bps", a->bps, a->bps >= 0),
+        INT("commission_micro", a->commission),
+        INT_IF("deliver_by", a->deliver_by, a->deliver_by >= 0),
+        INT("devices", a->devices),
+        INT("escrow_micro", a->escrow),
+        INT("hours", a->hours),
+        STRING("id", a->id),
+        STRING("listing", "lst_000000000001"),
+        STRING("maker", a->maker ? a->maker : "provider"),
+        STRING("order", a->order),
+        STRING("precision", "bf16"),
+        INT("price_micro", a->price),
+        STRING("provider", a->provider),
+        STRING("region", "yangtze"),
+        INT("released_micro", a->released),
+        INT("start", a->start),
+        INT("tflops", a->tflops),
+        INT("value_micro", a->value),
+    };
+    return APPEND(m, "agreement", p, NULL, NULL, NULL);
 }
 
 uint64_t lm_cancel(struct lm *m, const struct fx_party *party, const char *id, const char *reason,
@@ -184,45 +171,30 @@ uint64_t lm_cancel(struct lm *m, const struct fx_party *party, const char *id, c
 {
     char target[128];
     snprintf(target, sizeof target, "/v1/orders/%s", id);
-    struct cpx_canon_writer w;
-    begin(&w);
-    cpx_canon_kv_string(&w, "id", id);
-    cpx_canon_kv_string(&w, "reason", reason);
-    if (released >= 0)
-        cpx_canon_kv_int(&w, "released_micro", released);
-    cpx_canon_kv_int(&w, "remaining", remaining);
-    cpx_canon_end_object(&w);
-    return append(m, "cancel", &w, party, "DELETE", target);
+    const struct member p[] = { STRING("id", id), STRING("reason", reason),
+                                INT_IF("released_micro", released, released >= 0),
+                                INT("remaining", remaining) };
+    return APPEND(m, "cancel", p, party, "DELETE", target);
 }
 
 uint64_t lm_acceptance(struct lm *m, const struct fx_party *provider, const char *agreement,
                        int64_t start, int64_t end)
 {
-    char target[128];
+    char target[128], delivery[64];
     snprintf(target, sizeof target, "/v1/deliveries/dlv_%s/acceptance", agreement + 4);
-    struct cpx_canon_writer w;
-    begin(&w);
-    cpx_canon_kv_string(&w, "agreement", agreement);
-    char delivery[64];
     snprintf(delivery, sizeof delivery, "dlv_%s", agreement + 4);
-    cpx_canon_kv_string(&w, "delivery", delivery);
-    cpx_canon_kv_int(&w, "end", end);
-    cpx_canon_kv_int(&w, "start", start);
-    cpx_canon_end_object(&w);
-    return append(m, "acceptance", &w, provider, "POST", target);
+    const struct member p[] = { STRING("agreement", agreement), STRING("delivery", delivery),
+                                INT("end", end), INT("start", start) };
+    return APPEND(m, "acceptance", p, provider, "POST", target);
 }
 
 uint64_t lm_failure(struct lm *m, const char *agreement, int64_t released)
 {
-    struct cpx_canon_writer w;
-    begin(&w);
-    cpx_canon_kv_string(&w, "agreement", agreement);
-    cpx_canon_kv_int(&w, "devices_returned", 0);
-    cpx_canon_kv_string(&w, "listing", "lst_000000000001");
-    cpx_canon_kv_string(&w, "reason", "undeliverable");
-    cpx_canon_kv_int(&w, "released_micro", released);
-    cpx_canon_end_object(&w);
-    return append(m, "failure", &w, NULL, NULL, NULL);
+    const struct member p[] = { STRING("agreement", agreement), INT("devices_returned", 0),
+                                STRING("listing", "lst_000000000001"),
+                                STRING("reason", "undeliverable"),
+                                INT("released_micro", released) };
+    return APPEND(m, "failure", p, NULL, NULL, NULL);
 }
 
 uint64_t lm_usage(struct lm *m, const struct fx_party *provider, const char *agreement,
@@ -230,70 +202,50 @@ uint64_t lm_usage(struct lm *m, const struct fx_party *provider, const char *agr
 {
     char target[128];
     snprintf(target, sizeof target, "/v1/agreements/%s/usage", agreement);
-    struct cpx_canon_writer w;
-    begin(&w);
-    cpx_canon_kv_string(&w, "agreement", agreement);
-    cpx_canon_kv_int(&w, "device_seconds", device_seconds);
-    kv_bool(&w, "final", final);
-    cpx_canon_kv_string(&w, "id", id);
-    cpx_canon_kv_int(&w, "period_end", end);
-    cpx_canon_kv_int(&w, "period_start", start);
-    cpx_canon_end_object(&w);
-    return append(m, "usage", &w, provider, "POST", target);
+    const struct member p[] = {
+        STRING("agreement", agreement), INT("device_seconds", device_seconds),
+        BOOL("final", final),           STRING("id", id),
+        INT("period_end", end),         INT("period_start", start)
+    };
+    return APPEND(m, "usage", p, provider, "POST", target);
 }
 
 uint64_t lm_bill(struct lm *m, const char *agreement, const char *id, const char *usage,
                  int64_t amount, int64_t dispute_until, bool final)
 {
-    struct cpx_canon_writer w;
-    begin(&w);
-    cpx_canon_kv_string(&w, "agreement", agreement);
-    cpx_canon_kv_int(&w, "amount_micro", amount);
-    cpx_canon_kv_int(&w, "dispute_until", dispute_until);
-    kv_bool(&w, "final", final);
-    cpx_canon_kv_string(&w, "id", id);
-    cpx_canon_kv_string(&w, "usage", usage);
-    cpx_canon_end_object(&w);
-    return append(m, "bill", &w, NULL, NULL, NULL);
+    const struct member p[] = { STRING("agreement", agreement),
+                                INT("amount_micro", amount),
+                                INT("dispute_until", dispute_until),
+                                BOOL("final", final),
+                                STRING("id", id),
+                                STRING("usage", usage) };
+    return APPEND(m, "bill", p, NULL, NULL, NULL);
 }
 
 uint64_t lm_commission(struct lm *m, const char *agreement, const char *bill, int64_t bps,
                        int64_t commission, int64_t minimum)
 {
-    struct cpx_canon_writer w;
-    begin(&w);
-    cpx_canon_kv_string(&w, "agreement", agreement);
-    cpx_canon_kv_string(&w, "bill", bill);
-    cpx_canon_kv_int(&w, "bps", bps);
-    cpx_canon_kv_int(&w, "commission_micro", commission);
-    cpx_canon_kv_int(&w, "minimum_micro", minimum);
-    cpx_canon_end_object(&w);
-    return append(m, "commission", &w, NULL, NULL, NULL);
+    const struct member p[] = { STRING("agreement", agreement), STRING("bill", bill),
+                                INT("bps", bps), INT("commission_micro", commission),
+                                INT("minimum_micro", minimum) };
+    return APPEND(m, "commission", p, NULL, NULL, NULL);
 }
 
 uint64_t lm_settlement(struct lm *m, const char *agreement, const char *bill, int64_t to_provider,
                        int64_t commission)
 {
-    struct cpx_canon_writer w;
-    begin(&w);
-    cpx_canon_kv_string(&w, "agreement", agreement);
-    cpx_canon_kv_string(&w, "bill", bill);
-    cpx_canon_kv_int(&w, "commission_micro", commission);
-    cpx_canon_kv_int(&w, "to_provider_micro", to_provider);
-    cpx_canon_end_object(&w);
-    return append(m, "settlement", &w, NULL, NULL, NULL);
+    const struct member p[] = { STRING("agreement", agreement), STRING("bill", bill),
+                                INT("commission_micro", commission),
+                                INT("to_provider_micro", to_provider) };
+    return APPEND(m, "settlement", p, NULL, NULL, NULL);
 }
 
 uint64_t lm_dispute(struct lm *m, const struct fx_party *buyer, const char *bill)
 {
     char target[128];
     snprintf(target, sizeof target, "/v1/bills/%s/dispute", bill);
-    struct cpx_canon_writer w;
-    begin(&w);
-    cpx_canon_kv_string(&w, "bill", bill);
-    cpx_canon_kv_string(&w, "reason", "the job never ran");
-    cpx_canon_end_object(&w);
-    return append(m, "dispute", &w, buyer, "POST", target);
+    const struct member p[] = { STRING("bill", bill), STRING("reason", "the job never ran") };
+    return APPEND(m, "dispute", p, buyer, "POST", target);
 }
 
 uint64_t lm_resolution(struct lm *m, const struct fx_party *op, const char *bill,
@@ -301,45 +253,25 @@ uint64_t lm_resolution(struct lm *m, const struct fx_party *op, const char *bill
 {
     char target[128];
     snprintf(target, sizeof target, "/v1/bills/%s/resolution", bill);
-    struct cpx_canon_writer w;
-    begin(&w);
-    cpx_canon_kv_string(&w, "bill", bill);
-    cpx_canon_kv_string(&w, "note", "checked the provider's logs");
-    cpx_canon_kv_string(&w, "outcome", outcome);
-    cpx_canon_kv_int(&w, "refunded_micro", refunded);
-    cpx_canon_end_object(&w);
-    return append(m, "resolution", &w, op, "POST", target);
+    const struct member p[] = { STRING("bill", bill), STRING("note", "checked the provider's logs"),
+                                STRING("outcome", outcome), INT("refunded_micro", refunded) };
+    return APPEND(m, "resolution", p, op, "POST", target);
 }
 
 uint64_t lm_completion(struct lm *m, const char *agreement, int64_t metered_until,
                        const char *reason, int64_t released)
 {
-    struct cpx_canon_writer w;
-    begin(&w);
-    cpx_canon_kv_string(&w, "agreement", agreement);
-    cpx_canon_key(&w, "metered_until", 13);
-    if (metered_until >= 0)
-        cpx_canon_int(&w, metered_until);
-    else
-        cpx_canon_null(&w);
-    cpx_canon_kv_string(&w, "reason", reason);
-    cpx_canon_kv_int(&w, "released_micro", released);
-    cpx_canon_end_object(&w);
-    return append(m, "completion", &w, NULL, NULL, NULL);
+    const struct member p[] = { STRING("agreement", agreement),
+                                INT_OR_NULL("metered_until", metered_until, metered_until >= 0),
+                                STRING("reason", reason), INT("released_micro", released) };
+    return APPEND(m, "completion", p, NULL, NULL, NULL);
 }
 
 uint64_t lm_order_expired(struct lm *m, const struct fx_party *buyer, int n)
 {
     char id[32];
     snprintf(id, sizeof id, "ord_%012d", n);
-    struct lm_order o = { .id = id,
-                          .precision = "bf16",
-                          .devices = 1,
-                          .hours = 1,
-                          .limit = 1,
-                          .max_tflops = 1,
-                          .hold_bps = 20,
-                          .hold = 0 };
+    struct lm_order o = lm_bf16_order(id, 1, 1, 1, 1, 20);
     lm_order(m, buyer, &o);
     return lm_cancel(m, NULL, id, "expired", 1, 0);
 }
@@ -380,6 +312,40 @@ int64_t lm_commission_on(int64_t amount, int64_t bps, int64_t minimum, int64_t l
     return c < left ? c : left;
 }
 
+struct lm_order lm_bf16_order(const char *id, int64_t devices, int64_t max_tflops, int64_t hours,
+                              int64_t limit, int64_t hold_bps)
+{
+    struct lm_order o = { .id = id, .precision = "bf16", .devices = devices, .hours = hours };
+    o.limit = limit;
+    o.max_tflops = max_tflops;
+    o.hold_bps = hold_bps;
+    o.hold = lm_hold(limit, devices, max_tflops, hours, hold_bps);
+    return o;
+}
+
+struct lm_agreement lm_fill(const char *id, const char *order, const char *buyer,
+                            const char *provider, int64_t price, int64_t tflops, int64_t devices,
+                            int64_t hours, int64_t bps)
+{
+    struct lm_agreement a = { .id = id, .order = order, .buyer = buyer, .provider = provider };
+    a.maker = "provider";
+    a.price = price;
+    a.tflops = tflops;
+    a.devices = devices;
+    a.hours = hours;
+    a.bps = bps;
+    a.deliver_by = -1;
+    lm_fill_value(&a, lm_value(price, tflops, devices, hours));
+    return a;
+}
+
+void lm_fill_value(struct lm_agreement *a, int64_t value)
+{
+    a->value = value;
+    a->commission = lm_bps(value, a->bps);
+    a->escrow = value + a->commission;
+}
+
 /* The identities: an exchange-bootstrapped operator, a buyer and a provider it approved. */
 void lm_story_parties(struct lm_story *s, bool sign)
 {
@@ -414,43 +380,23 @@ void lm_story_build(struct lm_story *s, enum lm_tamper t, int64_t minimum, bool 
 
     /* 6 bf16 devices of at most 989 TFLOPS for 10 hours at 15 LM_CNY: 891.8802 LM_CNY held. */
     int64_t hold_bps = t == LM_ORDER_FEE ? LM_MAKER_BPS : LM_TAKER_BPS;
-    int64_t hold = lm_hold(15 * LM_CNY, 6, 989, 10, hold_bps) + (t == LM_HOLD);
-    struct lm_order o = { .id = ord,
-                          .precision = "bf16",
-                          .devices = 6,
-                          .hours = 10,
-                          .limit = 15 * LM_CNY,
-                          .max_tflops = 989,
-                          .hold_bps = hold_bps,
-                          .hold = hold };
+    struct lm_order o = lm_bf16_order(ord, 6, 989, 10, 15 * LM_CNY, hold_bps);
+    o.hold += (t == LM_HOLD);
     at->order = lm_order(m, &s->buyer, &o);
 
     /* 4 of them filled at the provider's 12 LM_CNY, the buyer taking: 20 bps (never more than
      * the order's hold covers). */
     int64_t bps = LM_TAKER_BPS < hold_bps ? LM_TAKER_BPS : hold_bps;
-    int64_t value = lm_value(12 * LM_CNY, 989, 4, 10) + (t == LM_VALUE);
-    int64_t commission = lm_bps(value, bps);
-    int64_t escrow = value + commission;
+    struct lm_agreement a =
+        lm_fill(agr, ord, s->buyer.id, s->provider.id, 12 * LM_CNY, 989, 4, 10, bps);
+    if (t == LM_VALUE)
+        lm_fill_value(&a, a.value + 1);
     int64_t rest = lm_hold(15 * LM_CNY, 2, 989, 10, hold_bps);
-    int64_t released = hold - escrow - rest - (t == LM_FILL_RELEASE);
-    struct lm_agreement a = { .id = agr,
-                              .order = ord,
-                              .buyer = s->buyer.id,
-                              .provider = s->provider.id,
-                              .maker = "provider",
-                              .price = 12 * LM_CNY,
-                              .tflops = 989,
-                              .devices = 4,
-                              .hours = 10,
-                              .value = value,
-                              .commission = commission,
-                              .escrow = escrow,
-                              .released = released,
-                              .bps = bps,
-                              .start = lm_now(m),
-                              .deliver_by = lm_now(m) + 900 };
+    a.released = o.hold - a.escrow - rest - (t == LM_FILL_RELEASE);
+    a.start = lm_now(m);
+    a.deliver_by = lm_now(m) + 900;
     at->agreement = lm_agreement(m, &a);
-    int64_t held = hold - escrow - released;
+    int64_t held = o.hold - a.escrow - a.released;
     at->cancel = lm_cancel(m, &s->buyer, ord, "user", 2, held - (t == LM_CANCEL_RELEASE));
 
     /* The provider accepts a minute later: the clock runs 10 hours from then. */
@@ -460,7 +406,7 @@ void lm_story_build(struct lm_story *s, enum lm_tamper t, int64_t minimum, bool 
     at->acceptance = lm_acceptance(m, &s->provider, agr, s->start, s->end);
 
     /* Ten minutes on 4 devices, then the rest of the time (not all of it used). */
-    int64_t left = commission;
+    int64_t left = a.commission;
     lm_at(m, s->start + 605);
     int64_t ds1 = 2400 + (t == LM_CAPACITY);
     at->usage1 = lm_usage(m, &s->provider, agr, "use_000000000001",
@@ -485,7 +431,7 @@ void lm_story_build(struct lm_story *s, enum lm_tamper t, int64_t minimum, bool 
     at->commission2 = lm_commission(m, agr, "bil_000000000002", bps, c2, minimum);
     int64_t open = amount1 + c1 + amount2 + c2;
     at->completion =
-        lm_completion(m, agr, end2, "final_usage", escrow - open - (t == LM_COMPLETION_RELEASE));
+        lm_completion(m, agr, end2, "final_usage", a.escrow - open - (t == LM_COMPLETION_RELEASE));
 
     /* The buyer disputes the second bill; the first settles when its window closes; the
      * operator refunds the second. */

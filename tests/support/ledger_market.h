@@ -138,6 +138,23 @@ int64_t lm_hold(int64_t limit, int64_t devices, int64_t per, int64_t hours, int6
 int64_t lm_bill_amount(int64_t price, int64_t tflops, int64_t device_seconds);
 int64_t lm_commission_on(int64_t amount, int64_t bps, int64_t minimum, int64_t left);
 
+/* An order for `devices` bf16 devices of at most max_tflops each, for hours at limit, holding
+ * for hold_bps: its hold the one its terms give (lm_hold). */
+struct lm_order lm_bf16_order(const char *id, int64_t devices, int64_t max_tflops, int64_t hours,
+                              int64_t limit, int64_t hold_bps);
+
+/*
+ * A fill of order between buyer and provider: devices of tflops each at price for hours, at bps,
+ * with the value, commission and escrow that follow (lm_fill_value); the provider the maker,
+ * nothing released of the order's hold, no start and no deliver_by.
+ */
+struct lm_agreement lm_fill(const char *id, const char *order, const char *buyer,
+                            const char *provider, int64_t price, int64_t tflops, int64_t devices,
+                            int64_t hours, int64_t bps);
+
+/* Sets a fill's value, and the commission at its bps and the escrow that follow from it. */
+void lm_fill_value(struct lm_agreement *a, int64_t value);
+
 /* A log with the identities: an exchange-bootstrapped operator, a buyer and a provider. */
 void lm_story_parties(struct lm_story *s, bool sign);
 

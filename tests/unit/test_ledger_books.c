@@ -572,21 +572,10 @@ static void test_capacity_order(void **state)
     int64_t v1 = lm_value(4 * LM_CNY, 1500, 1, 2), c1 = lm_bps(v1, LM_MAKER_BPS);
     int64_t rest = lm_value(5 * LM_CNY, 500 + 32768 - 1, 1, 2);
     rest += lm_bps(rest, LM_TAKER_BPS);
-    struct lm_agreement a = { .id = "agr_000000000001",
-                              .order = "ord_000000000001",
-                              .buyer = s.buyer.id,
-                              .provider = s.provider.id,
-                              .maker = "buyer",
-                              .price = 4 * LM_CNY,
-                              .tflops = 1500,
-                              .devices = 1,
-                              .hours = 2,
-                              .value = v1,
-                              .commission = c1,
-                              .escrow = v1 + c1,
-                              .released = hold - v1 - c1 - rest,
-                              .bps = LM_MAKER_BPS,
-                              .deliver_by = -1 };
+    struct lm_agreement a = lm_fill("agr_000000000001", "ord_000000000001", s.buyer.id,
+                                    s.provider.id, 4 * LM_CNY, 1500, 1, 2, LM_MAKER_BPS);
+    a.maker = "buyer";
+    a.released = hold - v1 - c1 - rest;
     lm_agreement(m, &a);
     /* Then 1 device of 900 TFLOPS: 400 over, the order is done and everything comes back. */
     int64_t v2 = lm_value(4 * LM_CNY, 900, 1, 2), c2 = lm_bps(v2, LM_MAKER_BPS);
@@ -624,31 +613,11 @@ static void test_commission_rate(void **state)
     lm_story_parties(&s, false);
     struct lm *m = &s.lm;
     lm_deposit(m, &s.op, s.buyer.id, 1000 * LM_CNY);
-    int64_t hold = lm_hold(15 * LM_CNY, 1, 989, 1, 20);
-    struct lm_order o = { .id = "ord_000000000001",
-                          .precision = "bf16",
-                          .devices = 1,
-                          .hours = 1,
-                          .limit = 15 * LM_CNY,
-                          .max_tflops = 989,
-                          .hold_bps = 20,
-                          .hold = hold };
+    struct lm_order o = lm_bf16_order("ord_000000000001", 1, 989, 1, 15 * LM_CNY, 20);
     lm_order(m, &s.buyer, &o);
     int64_t v = lm_value(15 * LM_CNY, 989, 1, 1);
-    struct lm_agreement a = { .id = "agr_000000000001",
-                              .order = "ord_000000000001",
-                              .buyer = s.buyer.id,
-                              .provider = s.provider.id,
-                              .price = 15 * LM_CNY,
-                              .tflops = 989,
-                              .devices = 1,
-                              .hours = 1,
-                              .value = v,
-                              .commission = lm_bps(v, 30),
-                              .escrow = v + lm_bps(v, 30),
-                              .bps = 30,
-                              .deliver_by = -1 };
-    a.released = 0;
+    struct lm_agreement a = lm_fill("agr_000000000001", "ord_000000000001", s.buyer.id,
+                                    s.provider.id, 15 * LM_CNY, 989, 1, 1, 30);
     /* 30 bps on an order holding for 20: the rate, the escrow beyond the hold, and the held
      * balance that cannot pay it. */
     uint64_t seq = lm_agreement(m, &a);
@@ -666,7 +635,7 @@ static void test_commission_rate(void **state)
     a.bps = -1; /* a #5 agreement: 10 bps, within the hold */
     a.commission = lm_bps(v, 10);
     a.escrow = v + a.commission;
-    a.released = hold - a.escrow;
+    a.released = o.hold - a.escrow;
     lm_agreement(m, &a);
     b = books_of(&s.log);
     expect(b, NULL, 0);
@@ -1065,37 +1034,17 @@ static void build_market(struct lm_story *s, int trades)
         snprintf(ord, sizeof ord, "ord_%012d", i);
         snprintf(agr, sizeof agr, "agr_%012d", i);
         int64_t devices = 1 + i % 8, hours = 1 + i % 3, price = (10 + i % 7) * LM_CNY;
-        int64_t hold = lm_hold(price + LM_CNY, devices, 989, hours, LM_TAKER_BPS);
-        struct lm_order o = { .id = ord,
-                              .precision = "bf16",
-                              .devices = devices,
-                              .hours = hours,
-                              .limit = price + LM_CNY,
-                              .max_tflops = 989,
-                              .hold_bps = LM_TAKER_BPS,
-                              .hold = hold };
+        struct lm_order o = lm_bf16_order(ord, devices, 989, hours, price + LM_CNY, LM_TAKER_BPS);
         lm_at(m, t);
         lm_order(m, buyer, &o);
-        int64_t value = lm_value(price, 989, devices, hours), commission = lm_bps(value, 20);
-        struct lm_agreement a = { .id = agr,
-                                  .order = ord,
-                                  .buyer = buyer->id,
-                                  .provider = provider->id,
-                                  .maker = "provider",
-                                  .price = price,
-                                  .tflops = 989,
-                                  .devices = devices,
-                                  .hours = hours,
-                                  .value = value,
-                                  .commission = commission,
-                                  .escrow = value + commission,
-                                  .released = hold - value - commission,
-                                  .bps = LM_TAKER_BPS,
-                                  .start = t,
-                                  .deliver_by = t + 900 };
+        struct lm_agreement a =
+            lm_fill(agr, ord, buyer->id, provider->id, price, 989, devices, hours, LM_TAKER_BPS);
+        a.released = o.hold - a.escrow;
+        a.start = t;
+        a.deliver_by = t + 900;
         lm_agreement(m, &a);
         lm_acceptance(m, provider, agr, t, t + hours * LM_HOUR);
-        int64_t left = commission, escrow = value + commission;
+        int64_t left = a.commission, escrow = a.escrow;
         int reports = 2;
         for (int r = 0; r < reports; r++) {
             int64_t from = t + r * hours * LM_HOUR / reports,
