@@ -15,7 +15,9 @@
  *      A 404 means an exchange that serves no books yet: the comparison is skipped, with a
  *      notice. The latest checkpoint is read again before and after: when the ledger has grown
  *      past the records audited, only what never changes once recorded is compared (see
- *      cpx_books_compare_begin and _end).
+ *      cpx_books_compare_begin and _end). An opaque cursor cannot be seen to advance, so the walk
+ *      is bounded otherwise: a cursor that comes round again stops it (pages A, B, A, ...), and
+ *      so do more items than a ledger of the exchange's size can have (new cursors forever).
  *
  * What the exchange serves is fed to the auditor as served, so a repeated or reordered record is
  * reported by seq (seq_order, seq_gap) and a withheld one by checkpoint (checkpoint_beyond_log).
@@ -365,14 +367,58 @@ static void escape_cursor(const char *cursor, char *out)
 typedef void (*books_item_fn)(struct exchange *x, const json_t *item);
 
 /*
- * Walks path?limit=N[&after=CURSOR] through its opaque `next` cursors, handing every item to feed.
- * *served is false when the first page answers 404 (an exchange without books). Returns false
- * when the run stopped: an answer that is not a page, a cursor that is not a string, too long,
- * repeated, or that follows an empty page.
+ * The most items a books list can hold when the exchange's ledger has `size` records: a bill is
+ * a record, and an account is one of the kinds of an identity (each registered by a record) or of
+ * the exchange. A page more, for a list read a moment after its checkpoint.
  */
-static bool walk_books(struct exchange *x, const char *path, books_item_fn feed, bool *served)
+static uint64_t books_items_max(uint64_t size)
 {
-    char escaped[3 * CURSOR_MAX + 1] = "", last[CURSOR_MAX + 1] = "";
+    uint64_t accounts;
+    if (__builtin_add_overflow(size, 1, &accounts) ||
+        __builtin_mul_overflow(accounts, (uint64_t)CPX_BOOKS_KINDS, &accounts) ||
+        __builtin_add_overflow(accounts, (uint64_t)PAGE_LIMIT, &accounts))
+        return UINT64_MAX;
+    return accounts;
+}
+
+/*
+ * After a page took the list to `items` items: whether that many may follow from a ledger of
+ * *size records. Beyond that, the size is read again (the ledger may have grown meanwhile);
+ * when it has not grown enough, the run stops. False when it stopped.
+ */
+static bool items_fit(struct exchange *x, const char *target, uint64_t items, uint64_t *size)
+{
+    if (items <= books_items_max(*size))
+        return true;
+    uint64_t now;
+    if (!latest_size(x, &now))
+        return false;
+    if (now > *size)
+        *size = now;
+    if (items <= books_items_max(*size))
+        return true;
+    return run_stop(x->r,
+                    "the exchange's pages for GET %s list %" PRIu64 " items, more than its ledger "
+                    "of %" PRIu64 " records can have: its next cursors do not end",
+                    target, items, *size);
+}
+
+/*
+ * Walks path?limit=N[&after=CURSOR] through its opaque `next` cursors, handing every item to feed;
+ * `size` is the exchange's ledger size when the walk begins. *served is false when the first page
+ * answers 404 (an exchange without books). Returns false when the run stopped: an answer that is
+ * not a page, a cursor that is not a string, too long, repeated, coming round again, or that
+ * follows an empty page, or more items than the ledger can have (items_fit).
+ *
+ * A cursor coming round again is found without keeping them all (Brent's cycle detection): the
+ * cursor at the end of each lap is kept, laps doubling in length, and each new cursor is compared
+ * with it; a cycle of pages is found within twice its length past where it begins.
+ */
+static bool walk_books(struct exchange *x, const char *path, books_item_fn feed, bool *served,
+                       uint64_t size)
+{
+    char escaped[3 * CURSOR_MAX + 1] = "", last[CURSOR_MAX + 1] = "", lap[CURSOR_MAX + 1] = "";
+    uint64_t items_seen = 0, steps = 0, lap_length = 1;
     *served = true;
     for (bool first = true;; first = false) {
         char target[BOOKS_TARGET];
@@ -399,23 +445,36 @@ static bool walk_books(struct exchange *x, const char *path, books_item_fn feed,
         }
         for (size_t i = 0; ok && i < json_array_size(items); i++)
             feed(x, json_array_get(items, i));
+        items_seen += json_array_size(items);
         bool done = ok && json_is_null(next);
         if (ok && !done) {
             const char *cursor = json_string_value(next);
             if (cursor == NULL || *cursor == '\0' || strlen(cursor) > CURSOR_MAX ||
-                strcmp(cursor, last) == 0 || json_array_size(items) == 0)
+                strcmp(cursor, last) == 0 || json_array_size(items) == 0) {
                 ok = run_stop(x->r,
                               "the exchange sent a next cursor for GET %s that is not one, or "
                               "does not advance",
                               target);
-            else {
+            } else if (strcmp(cursor, lap) == 0) {
+                ok = run_stop(x->r,
+                              "the exchange sent a next cursor for GET %s that came round "
+                              "again: its pages loop",
+                              target);
+            } else {
                 snprintf(last, sizeof last, "%s", cursor);
                 escape_cursor(cursor, escaped);
+                if (++steps == lap_length) {
+                    snprintf(lap, sizeof lap, "%s", cursor);
+                    lap_length *= 2;
+                    steps = 0;
+                }
             }
         }
         client_reply_free(&reply);
         if (!ok || done)
             return ok;
+        if (!items_fit(x, target, items_seen, &size))
+            return false;
     }
 }
 
@@ -485,7 +544,7 @@ static bool compare_books(struct exchange *x)
     bool moving = before != r->target, partial = cpx_books_partial(books);
     bool bills, balances = false;
     cpx_books_compare_begin(books, r->target, moving);
-    if (!walk_books(x, "/v1/audit/bills", feed_bill, &bills))
+    if (!walk_books(x, "/v1/audit/bills", feed_bill, &bills, before))
         return false;
     if (!bills) {
         cpx_books_compare_end(books, false, false, false);
@@ -496,7 +555,8 @@ static bool compare_books(struct exchange *x)
                             "answered 404); the comparison with them is skipped\n");
         return true;
     }
-    if (!moving && !partial && !walk_books(x, "/v1/audit/balances", feed_balance, &balances))
+    if (!moving && !partial &&
+        !walk_books(x, "/v1/audit/balances", feed_balance, &balances, before))
         return false;
     if (!latest_size(x, &after))
         return false;

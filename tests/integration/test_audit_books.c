@@ -4,8 +4,9 @@
  * bill; with a saved state split anywhere, and with a state written before the books existed;
  * and against a stand-in exchange on a thread of this test that serves the ledger and its own
  * books -- GET /v1/audit/bills and /v1/audit/balances, paged by opaque cursors -- honestly, with a
- * bill or a balance that differs, not at all (404), while its ledger grows, and with a cursor
- * that does not advance. (Plain HTTP, as in test_audit_url.c.)
+ * bill or a balance that differs, not at all (404), while its ledger grows, with a cursor that
+ * does not advance, cursors that come round again (pages A, B, A, ...) and new cursors forever.
+ * (Plain HTTP, as in test_audit_url.c.)
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -235,7 +236,14 @@ enum books_mode {
     BOOKS_WRONG_BALANCE, /* the provider's available + 1 */
     BOOKS_GROWING,       /* wrong balance, but the latest checkpoint grows after the first read */
     BOOKS_STUCK,         /* the bills' next cursor repeats */
+    BOOKS_LOOP,          /* the bills' last page points back to the first: A, B, A, ... */
+    BOOKS_ENDLESS,       /* bills beyond the ledger, a page of them after another, forever */
 };
+
+/* Bill pages the stand-in serves before it answers 500 (so that a walk that never ends, as the
+ * tool's did before it bounded them, fails the test instead of hanging it). */
+#define BILLS_READS_MAX 200
+#define ENDLESS_PAGE    100 /* bills per page of BOOKS_ENDLESS */
 
 struct fake {
     const struct fx_log *log;
@@ -244,6 +252,7 @@ struct fake {
     char later[NOTE_MAX];    /* a checkpoint one record further, for BOOKS_GROWING */
     enum books_mode mode;
     int checkpoint_reads;
+    int bills_reads;           /* pages of /v1/audit/bills served */
     struct audit_standin http; /* its server */
 };
 
@@ -254,19 +263,38 @@ static long cursor_of(const char *target)
     return a ? strtol(a + 10, NULL, 10) : -1;
 }
 
-/* A page of one item, items[from], with the cursor "c/N" of the next one. */
-static json_t *page_of(json_t *items, long from, bool stuck)
+/* A page of one item, items[from], with the cursor "c/N" of the next one (stuck: its own; loop:
+ * after the last, the first's). */
+static json_t *page_of(json_t *items, long from, bool stuck, bool loop)
 {
     json_t *page = json_array();
     size_t n = json_array_size(items), at = (size_t)(from < 0 ? 0 : from);
     if (at < n)
         json_array_append(page, json_array_get(items, at));
     char next[32];
-    snprintf(next, sizeof next, "c/%zu", stuck ? at : at + 1);
+    snprintf(next, sizeof next, "c/%zu", stuck ? at : at + 1 < n || !loop ? at + 1 : 0);
     json_t *o = json_pack("{s:o,s:o}", "items", page, "next",
-                          at + 1 < n || stuck ? json_string(next) : json_null());
+                          at + 1 < n || stuck || loop ? json_string(next) : json_null());
     json_decref(items);
     return o;
+}
+
+/* Page N of bills the ledger never made (each at a seq beyond it), and a cursor to page N + 1. */
+static json_t *endless_page(const struct fake *f, long from)
+{
+    size_t at = (size_t)(from < 0 ? 0 : from);
+    json_t *items = json_array();
+    for (size_t i = 0; i < ENDLESS_PAGE; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "bil_9%05zu%06zu", at, i);
+        json_array_append_new(items, json_pack("{s:s,s:s,s:I,s:I,s:s,s:I}", "id", id, "agreement",
+                                               "agr_000000000001", "amount_micro", (json_int_t)1,
+                                               "commission_micro", (json_int_t)0, "status", "open",
+                                               "ledger_seq", (json_int_t)(f->log->n + at)));
+    }
+    char next[32];
+    snprintf(next, sizeof next, "c/%zu", at + 1);
+    return json_pack("{s:o,s:s}", "items", items, "next", next);
 }
 
 static json_t *bills_of(struct fake *f)
@@ -335,10 +363,16 @@ static char *answer(void *ctx, const char *target, int *status)
     } else if (f->mode == BOOKS_NONE && strncmp(target, "/v1/audit/", 10) == 0) {
         *status = 404;
         body = json_pack("{s:{s:s}}", "error", "code", "not_found");
+    } else if (strncmp(target, "/v1/audit/bills?", 16) == 0 && ++f->bills_reads > BILLS_READS_MAX) {
+        *status = 500;
+        body = json_pack("{s:{s:s}}", "error", "code", "internal");
+    } else if (strncmp(target, "/v1/audit/bills?", 16) == 0 && f->mode == BOOKS_ENDLESS) {
+        body = endless_page(f, cursor_of(target));
     } else if (strncmp(target, "/v1/audit/bills?", 16) == 0) {
-        body = page_of(bills_of(f), cursor_of(target), f->mode == BOOKS_STUCK);
+        body =
+            page_of(bills_of(f), cursor_of(target), f->mode == BOOKS_STUCK, f->mode == BOOKS_LOOP);
     } else if (strncmp(target, "/v1/audit/balances?", 19) == 0) {
-        body = page_of(balances_of(f, g_provider), cursor_of(target), false);
+        body = page_of(balances_of(f, g_provider), cursor_of(target), false, false);
     } else {
         *status = 404;
         body = json_pack("{s:{s:s}}", "error", "code", "not_found");
@@ -471,6 +505,28 @@ static void stuck_cursor_stops(void **state)
     json_decref(report);
 }
 
+/* A hostile exchange whose pages never end: cursors coming round again, or new ones forever. */
+static void endless_pages_stop(void **state)
+{
+    struct world *w = *state;
+    struct fake f;
+    json_t *report;
+    assert_int_equal(audit_url(w, BOOKS_LOOP, &report, &f), 3);
+    assert_non_null(
+        strstr(json_string_value(json_object_get(report, "error")), "came round again"));
+    assert_true(f.bills_reads <= 4); /* A, B, A: found at once */
+    json_decref(report);
+
+    /* The story's ledger (some 30 records) can hold 5 x (30 + 1) items and a page more: the
+     * walk stops after 12 pages of 100, having read the size again to see it did not grow. */
+    assert_int_equal(audit_url(w, BOOKS_ENDLESS, &report, &f), 3);
+    const char *error = json_string_value(json_object_get(report, "error"));
+    assert_non_null(strstr(error, "more than its ledger"));
+    assert_non_null(strstr(error, "1200 items"));
+    assert_int_equal(f.bills_reads, 12);
+    json_decref(report);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -483,6 +539,7 @@ int main(void)
         cmocka_unit_test(exchange_without_books),
         cmocka_unit_test(growing_exchange_compares_what_stays),
         cmocka_unit_test(stuck_cursor_stops),
+        cmocka_unit_test(endless_pages_stop),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
