@@ -253,6 +253,7 @@ const char *cpx_books_reason_code(enum cpx_books_reason r)
     case CPX_BOOKS_BALANCE_OVERFLOW: return "balance_overflow";
     case CPX_BOOKS_EXCHANGE_BILL: return "books_bill";
     case CPX_BOOKS_EXCHANGE_BALANCE: return "books_balance";
+    case CPX_BOOKS_SIGNED_BODY: return "signed_body";
     }
     return "unknown";
 }
@@ -1076,6 +1077,13 @@ static void on_acceptance(struct ctx *x)
     int64_t end = get_int(x, x->p, "end", 0, AMOUNT_MAX);
     int64_t start = get_int(x, x->p, "start", 0, AMOUNT_MAX);
     struct agreement *g = agreement_of_record(x, id);
+    /* The exchange's clock (unix seconds) starts it in the batch that appends the record (unix
+     * milliseconds): at the record's second, or the one before when the second turned since. */
+    if (x->bad == NULL && (start > x->now || start < x->now - 1))
+        fail(x->b, x->seq, CPX_BOOKS_LIFECYCLE,
+             "record %" PRIu64 ": acceptance of agreement %s starts at %" PRId64
+             ", not at its record's time %" PRId64 " (or the second before)",
+             x->seq, id, start, x->now);
     if (g == NULL)
         return;
     check_party(x, ACCOUNT(x->b, g->provider)->owner, "provider", id);
@@ -1374,10 +1382,11 @@ static void on_dispute(struct ctx *x)
              bill_state_names[l->state]);
         return;
     }
-    if (x->now > l->dispute_until)
+    /* Open until dispute_until: at that second the bill settles (docs/delivery.md section 4). */
+    if (x->now >= l->dispute_until)
         fail(x->b, x->seq, CPX_BOOKS_LIFECYCLE,
              "record %" PRIu64 ": dispute of bill %s at %" PRId64
-             ", after its window closed at %" PRId64,
+             ", not before its window closed at %" PRId64,
              x->seq, id, x->now, l->dispute_until);
     l->state = BILL_DISPUTED;
 }
@@ -1456,6 +1465,638 @@ static void on_completion(struct ctx *x)
     g->closed_seq = x->seq;
 }
 
+/* ---- what the parties signed (docs/delivery.md sections 2-4) ------------------------------- */
+
+/*
+ * A usage report, an acceptance, a dispute and a resolution keep their party's signed request (the
+ * party part), and the record must be what was signed: the request's method and target name what
+ * the payload names, and its body -- read as the exchange reads request bodies (jansson with
+ * duplicate members refused, then the request's fields: a member it does not know refused, null
+ * taken as absent where its request parser does so) -- holds the payload's numbers and words. Each
+ * kind is a row of signed_requests below; a record gets one finding, for the first difference.
+ */
+
+#define BODY_TEXT_MAX    500                /* longest text the exchange takes: reason, note */
+#define BODY_KEY_MAX     32                 /* room for the name of a member of a request */
+#define BODY_MEMBERS_MAX 4                  /* most members a signed request has */
+#define BODY_COUNT_MAX   (INT64_C(1) << 53) /* device_seconds: the exchange takes 0..2^53 */
+#define WHY_MAX          150                /* what differs, in a finding */
+
+/* How a member of a request body is written, as the exchange's request parser takes it. */
+enum body_type {
+    B_TIME,  /* an RFC 3339 time in whole seconds, from 1970 on: unix seconds in num */
+    B_COUNT, /* an integer in 0..2^53 */
+    B_FLAG,  /* true or false (num 1 or 0) */
+    B_TEXT,  /* a string of min..BODY_TEXT_MAX bytes without control characters */
+    B_WORD,  /* any string: an id, an outcome */
+};
+
+/* A member of a signed request's body. */
+struct body_member {
+    const char *key; /* its name, in the body and in the payload */
+    uint8_t type;    /* enum body_type */
+    bool required;   /* the exchange refuses a body without it */
+    bool compared;   /* the payload's member of that name holds the same (else a rule judges) */
+    int64_t min;     /* B_TEXT: fewest characters */
+};
+
+/* A member as read from a body. Texts the body leaves out are "" (a resolution's note). */
+struct body_value {
+    bool present;                 /* given (and not null, where null is absent) */
+    int64_t num;                  /* B_TIME, B_COUNT, B_FLAG */
+    char text[BODY_TEXT_MAX + 1]; /* B_TEXT, B_WORD: the string */
+};
+
+struct body {
+    struct body_value v[BODY_MEMBERS_MAX]; /* by the index of its member in the request's row */
+};
+
+/* What a kind of record's party signed. */
+struct signed_request {
+    const char *prefix, *suffix;       /* the request target's path: prefix, an id, suffix */
+    const char *id_member;             /* the payload member holding that id */
+    const char *name_member;           /* the payload member that names the record in findings */
+    bool query;                        /* a query may follow the path (the router ignores it) */
+    bool null_absent;                  /* a null member counts as absent (the request parser) */
+    const struct body_member *members; /* the body's members */
+    size_t n_members;
+    /* What the members alone do not say: writes what differs into why and returns false. */
+    bool (*rule)(struct ctx *x, const struct signed_request *q, const struct body *body, char *why);
+};
+
+/* Writes what differs (a clause of a finding) into why (WHY_MAX bytes). */
+static void say(char *why, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void say(char *why, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, WHY_MAX, fmt, ap);
+    va_end(ap);
+}
+
+/* -- the exchange's RFC 3339 (server/util.c parse_rfc3339, then whole seconds from 1970 on) -- */
+
+/* Reads exactly n digits at *p into *v; advances *p. */
+static bool time_digits(const char **p, int n, int *v)
+{
+    *v = 0;
+    for (int i = 0; i < n; i++) {
+        char c = (*p)[i];
+        if (c < '0' || c > '9')
+            return false;
+        *v = *v * 10 + (c - '0');
+    }
+    *p += n;
+    return true;
+}
+
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar. */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/*
+ * The unix second of an RFC 3339 time as the exchange reads a request's: "T" or "t", up to six
+ * fractional digits, "Z", "z" or a numeric offset; then in whole seconds, not before 1970.
+ */
+static bool rfc3339_seconds(const char *s, int64_t *out)
+{
+    static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    int y, mo, d, h, mi, se;
+    const char *p = s;
+    if (!time_digits(&p, 4, &y) || *p++ != '-' || !time_digits(&p, 2, &mo) || *p++ != '-' ||
+        !time_digits(&p, 2, &d) || (*p != 'T' && *p != 't') || !(++p, time_digits(&p, 2, &h)) ||
+        *p++ != ':' || !time_digits(&p, 2, &mi) || *p++ != ':' || !time_digits(&p, 2, &se))
+        return false;
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] ||
+        (mo == 2 && d == 29 && !leap) || h > 23 || mi > 59 || se > 59)
+        return false;
+    if (*p == '.') { /* a fraction: whole seconds only when every digit is 0 */
+        int n = 0;
+        for (p++; *p >= '0' && *p <= '9'; p++, n++)
+            if (n == 6 || *p != '0')
+                return false;
+        if (n == 0)
+            return false;
+    }
+    int64_t offset = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int sign = *p++ == '-' ? -1 : 1, oh, om;
+        if (!time_digits(&p, 2, &oh) || *p++ != ':' || !time_digits(&p, 2, &om) || oh > 23 ||
+            om > 59)
+            return false;
+        offset = sign * (oh * 3600 + om * 60);
+    } else {
+        return false;
+    }
+    int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - offset;
+    if (*p != '\0' || secs < 0)
+        return false;
+    *out = secs;
+    return true;
+}
+
+/* -- request bodies, read as the exchange's JSON reader (jansson) reads them ----------------- */
+
+/* A body being read. */
+struct reader {
+    const uint8_t *s;
+    size_t len, at;
+};
+
+/* What a member's value is. */
+enum json_kind { J_STRING, J_INT, J_REAL, J_TRUE, J_FALSE, J_NULL, J_CONTAINER };
+
+static const char not_json[] = "not JSON";
+static const char too_long[] = "too long";
+
+static void skip_ws(struct reader *rd)
+{
+    while (rd->at < rd->len && (rd->s[rd->at] == ' ' || rd->s[rd->at] == '\t' ||
+                                rd->s[rd->at] == '\n' || rd->s[rd->at] == '\r'))
+        rd->at++;
+}
+
+/* After white space: whether c comes next (then it is taken). */
+static bool next_is(struct reader *rd, char c)
+{
+    skip_ws(rd);
+    if (rd->at >= rd->len || rd->s[rd->at] != (uint8_t)c)
+        return false;
+    rd->at++;
+    return true;
+}
+
+/* Four hex digits of a \u escape. */
+static bool hex4(struct reader *rd, uint32_t *out)
+{
+    if (rd->len - rd->at < 4)
+        return false;
+    *out = 0;
+    for (int i = 0; i < 4; i++) {
+        uint8_t c = rd->s[rd->at++];
+        int v = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
+        if (v < 0)
+            return false;
+        *out = *out << 4 | (uint32_t)v;
+    }
+    return true;
+}
+
+/* Appends code point cp as UTF-8 to out[0..cap) at *n (counting past cap, writing within). */
+static void put_utf8(char *out, size_t cap, size_t *n, uint32_t cp)
+{
+    uint8_t u[4];
+    size_t k;
+    if (cp < 0x80) {
+        u[0] = (uint8_t)cp;
+        k = 1;
+    } else if (cp < 0x800) {
+        u[0] = (uint8_t)(0xc0 | cp >> 6);
+        u[1] = (uint8_t)(0x80 | (cp & 0x3f));
+        k = 2;
+    } else if (cp < 0x10000) {
+        u[0] = (uint8_t)(0xe0 | cp >> 12);
+        u[1] = (uint8_t)(0x80 | (cp >> 6 & 0x3f));
+        u[2] = (uint8_t)(0x80 | (cp & 0x3f));
+        k = 3;
+    } else {
+        u[0] = (uint8_t)(0xf0 | cp >> 18);
+        u[1] = (uint8_t)(0x80 | (cp >> 12 & 0x3f));
+        u[2] = (uint8_t)(0x80 | (cp >> 6 & 0x3f));
+        u[3] = (uint8_t)(0x80 | (cp & 0x3f));
+        k = 4;
+    }
+    for (size_t i = 0; i < k; i++, (*n)++)
+        if (*n + 1 < cap)
+            out[*n] = (char)u[i];
+}
+
+/*
+ * Decodes the string at rd into out (cap bytes with its NUL). NULL, not_json (a raw control
+ * character, an unknown escape, a lone surrogate, \u0000, invalid UTF-8, no end) or too_long.
+ */
+static const char *read_string(struct reader *rd, char *out, size_t cap)
+{
+    if (rd->at >= rd->len || rd->s[rd->at] != '"')
+        return not_json;
+    rd->at++;
+    size_t n = 0;
+    for (;;) {
+        if (rd->at >= rd->len)
+            return not_json;
+        uint8_t c = rd->s[rd->at++];
+        if (c == '"')
+            break;
+        if (c < 0x20)
+            return not_json;
+        uint32_t cp = c;
+        if (c == '\\') {
+            if (rd->at >= rd->len)
+                return not_json;
+            switch (rd->s[rd->at++]) {
+            case '"': cp = '"'; break;
+            case '\\': cp = '\\'; break;
+            case '/': cp = '/'; break;
+            case 'b': cp = '\b'; break;
+            case 'f': cp = '\f'; break;
+            case 'n': cp = '\n'; break;
+            case 'r': cp = '\r'; break;
+            case 't': cp = '\t'; break;
+            case 'u': {
+                uint32_t low;
+                if (!hex4(rd, &cp) || cp == 0 || (cp >= 0xdc00 && cp <= 0xdfff))
+                    return not_json;
+                if (cp >= 0xd800 && cp <= 0xdbff) {
+                    if (rd->len - rd->at < 2 || rd->s[rd->at] != '\\' || rd->s[rd->at + 1] != 'u')
+                        return not_json;
+                    rd->at += 2;
+                    if (!hex4(rd, &low) || low < 0xdc00 || low > 0xdfff)
+                        return not_json;
+                    cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
+                }
+                break;
+            }
+            default: return not_json;
+            }
+            put_utf8(out, cap, &n, cp);
+            continue;
+        }
+        if (n + 1 < cap)
+            out[n] = (char)c;
+        n++;
+    }
+    if (n + 1 > cap) {
+        out[cap - 1] = '\0';
+        return too_long;
+    }
+    out[n] = '\0';
+    return cpx_utf8_valid(out, n) ? NULL : not_json;
+}
+
+/* The word at rd, if it is `word` (true, false, null). */
+static bool read_word(struct reader *rd, const char *word)
+{
+    size_t n = strlen(word);
+    if (rd->len - rd->at < n || memcmp(rd->s + rd->at, word, n) != 0)
+        return false;
+    rd->at += n;
+    return true;
+}
+
+static bool is_digit(const struct reader *rd)
+{
+    return rd->at < rd->len && rd->s[rd->at] >= '0' && rd->s[rd->at] <= '9';
+}
+
+/* The number at rd: an integer of 64 bits into *num, or a real (jansson's grammar). */
+static const char *read_number(struct reader *rd, enum json_kind *kind, int64_t *num)
+{
+    bool negative = rd->at < rd->len && rd->s[rd->at] == '-';
+    rd->at += negative;
+    uint64_t v = 0, limit = negative ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    bool fits = true;
+    if (!is_digit(rd))
+        return not_json;
+    if (rd->s[rd->at] == '0') {
+        rd->at++;
+        if (is_digit(rd))
+            return not_json;
+    }
+    for (; is_digit(rd); rd->at++) {
+        unsigned d = (unsigned)(rd->s[rd->at] - '0');
+        fits = fits && v <= (limit - d) / 10;
+        v = v * 10 + d;
+    }
+    *kind = J_INT;
+    if (rd->at < rd->len && rd->s[rd->at] == '.') {
+        rd->at++;
+        if (!is_digit(rd))
+            return not_json;
+        while (is_digit(rd))
+            rd->at++;
+        *kind = J_REAL;
+    }
+    if (rd->at < rd->len && (rd->s[rd->at] == 'e' || rd->s[rd->at] == 'E')) {
+        rd->at++;
+        if (rd->at < rd->len && (rd->s[rd->at] == '+' || rd->s[rd->at] == '-'))
+            rd->at++;
+        if (!is_digit(rd))
+            return not_json;
+        while (is_digit(rd))
+            rd->at++;
+        *kind = J_REAL;
+    }
+    if (*kind == J_INT && !fits)
+        return not_json; /* jansson: too big an integer */
+    *num = negative ? (int64_t)(0 - v) : (int64_t)v;
+    return NULL;
+}
+
+/* The value at rd (after white space): its kind, an integer into *num, a string into text. */
+static const char *read_value(struct reader *rd, enum json_kind *kind, int64_t *num, char *text,
+                              size_t cap)
+{
+    skip_ws(rd);
+    if (rd->at >= rd->len)
+        return not_json;
+    switch (rd->s[rd->at]) {
+    case '"': *kind = J_STRING; return read_string(rd, text, cap);
+    case '{':
+    case '[': *kind = J_CONTAINER; return NULL; /* no request of these takes one */
+    case 't': *kind = J_TRUE; return read_word(rd, "true") ? NULL : not_json;
+    case 'f': *kind = J_FALSE; return read_word(rd, "false") ? NULL : not_json;
+    case 'n': *kind = J_NULL; return read_word(rd, "null") ? NULL : not_json;
+    default: return read_number(rd, kind, num);
+    }
+}
+
+/* A name for findings: key as sent when it is plain, else "a member". */
+static const char *plain_key(const char *key)
+{
+    bool plain = *key != '\0';
+    for (const char *c = key; plain && *c; c++)
+        plain = (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_';
+    return plain ? key : "?";
+}
+
+/* Whether a text holds a control character (the request parser refuses them). */
+static bool has_control(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return true;
+    return false;
+}
+
+/* Code points in UTF-8 text. */
+static int64_t utf8_chars(const char *s)
+{
+    int64_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xc0) != 0x80;
+    return n;
+}
+
+/* Takes a value (of kind) as member m of the request into v; false (why written) when the
+ * exchange refuses it. */
+static bool take_member(const struct body_member *m, enum json_kind kind, int64_t num,
+                        struct body_value *v, char *why)
+{
+    bool ok;
+    const char *what;
+    switch (m->type) {
+    case B_TIME:
+        ok = kind == J_STRING && rfc3339_seconds(v->text, &v->num);
+        what = "an RFC 3339 time in whole seconds";
+        break;
+    case B_COUNT:
+        ok = kind == J_INT && num >= 0 && num <= BODY_COUNT_MAX;
+        v->num = num;
+        what = "a whole number from 0 to 2^53";
+        break;
+    case B_FLAG:
+        ok = kind == J_TRUE || kind == J_FALSE;
+        v->num = kind == J_TRUE;
+        what = "true or false";
+        break;
+    case B_TEXT:
+        ok = kind == J_STRING && !has_control(v->text) && utf8_chars(v->text) >= m->min;
+        what = "text the exchange takes";
+        break;
+    default:
+        ok = kind == J_STRING;
+        what = "a string";
+        break;
+    }
+    if (!ok)
+        say(why, "the signed body's \"%s\" is not %s", m->key, what);
+    v->present = ok;
+    return ok;
+}
+
+/*
+ * Reads the party's body as the exchange reads q's request: a JSON object of q's members and no
+ * other, each of its type, the required ones there. False (why written) when it would refuse it.
+ */
+static bool read_body(const struct cpx_party *party, const struct signed_request *q,
+                      struct body *out, char *why)
+{
+    memset(out, 0, sizeof *out);
+    struct reader rd = { party->body, party->body_len, 0 };
+    bool seen[BODY_MEMBERS_MAX] = { false };
+    const char *err = NULL;
+    if (!next_is(&rd, '{')) {
+        say(why, "the signed body is not a JSON object");
+        return false;
+    }
+    if (!next_is(&rd, '}')) {
+        for (;;) { /* a member, then ',' and another, or the end */
+            char key[BODY_KEY_MAX];
+            skip_ws(&rd);
+            err = read_string(&rd, key, sizeof key);
+            if (err == not_json || !next_is(&rd, ':')) {
+                err = not_json;
+                break;
+            }
+            size_t i = 0;
+            while (i < q->n_members && (err != NULL || strcmp(q->members[i].key, key) != 0))
+                i++;
+            if (i == q->n_members) {
+                say(why, "the signed body holds \"%s\", not a member of the request",
+                    err == NULL ? plain_key(key) : "?");
+                return false;
+            }
+            if (seen[i]) {
+                say(why, "the signed body holds \"%s\" twice", key);
+                return false;
+            }
+            seen[i] = true;
+            enum json_kind kind = J_NULL;
+            int64_t num = 0;
+            struct body_value *v = &out->v[i];
+            err = read_value(&rd, &kind, &num, v->text, sizeof v->text);
+            if (err == not_json)
+                break;
+            if (err == too_long || kind == J_CONTAINER) {
+                say(why, "the signed body's \"%s\" is not one the exchange takes", key);
+                return false;
+            }
+            if (!(kind == J_NULL && q->null_absent) &&
+                !take_member(&q->members[i], kind, num, v, why))
+                return false;
+            if (next_is(&rd, ','))
+                continue;
+            if (!next_is(&rd, '}'))
+                err = not_json;
+            break;
+        }
+    }
+    skip_ws(&rd);
+    if (err == not_json || rd.at != rd.len) {
+        say(why, "the signed body is not JSON the exchange reads");
+        return false;
+    }
+    for (size_t i = 0; i < q->n_members; i++)
+        if (q->members[i].required && !out->v[i].present) {
+            say(why, "the signed body has no \"%s\"", q->members[i].key);
+            return false;
+        }
+    return true;
+}
+
+/* -- the requests ---------------------------------------------------------------------------- */
+
+/* The value of body member `key` of q (which has it). */
+static const struct body_value *body_member_named(const struct signed_request *q,
+                                                  const struct body *body, const char *key)
+{
+    size_t i = 0;
+    while (strcmp(q->members[i].key, key) != 0)
+        i++;
+    return &body->v[i];
+}
+
+/*
+ * A usage report is final when the provider says so or its period reaches the agreement's end
+ * (docs/delivery.md section 3): the payload's "final" is that (absent in reports written before it
+ * existed, when no body could say it either). The end is known once the agreement was accepted.
+ */
+static bool usage_final(struct ctx *x, const struct signed_request *q, const struct body *body,
+                        char *why)
+{
+    const struct body_value *f = body_member_named(q, body, "final");
+    bool said = f->present && f->num != 0;
+    const struct cpx_canon_node *recorded = cpx_canon_get(x->d, x->p, "final");
+    bool is_final = recorded != NULL && recorded->type == CPX_CANON_TRUE;
+    if (said && !is_final) {
+        say(why, "the signed body says final, the payload does not");
+        return false;
+    }
+    char agreement[CPX_BOOKS_ID_MAX];
+    get_id(x, x->p, "agreement", agreement);
+    int64_t end = get_int(x, x->p, "period_end", 0, AMOUNT_MAX);
+    uint32_t i = tab_find(&x->b->agreements, agreement);
+    const struct agreement *g = i == NONE ? NULL : AGREEMENT(x->b, i);
+    if (recorded == NULL || said || g == NULL ||
+        (g->status != AGR_ACTIVE && g->status != AGR_COMPLETED) || is_final == (end == g->end))
+        return true;
+    if (is_final)
+        snprintf(why, WHY_MAX,
+                 "the payload says final, but the signed body does not and period_end %" PRId64
+                 " is not the agreement's end %" PRId64,
+                 end, g->end);
+    else
+        snprintf(why, WHY_MAX,
+                 "period_end %" PRId64
+                 " is the agreement's end, but the payload does not say final",
+                 end);
+    return false;
+}
+
+static const struct body_member usage_members[] = {
+    { "device_seconds", B_COUNT, true, true, 0 },
+    { "final", B_FLAG, false, false, 0 },
+    { "period_end", B_TIME, true, true, 0 },
+    { "period_start", B_TIME, true, true, 0 },
+};
+static const struct body_member acceptance_members[] = {
+    { "agreement", B_WORD, true, true, 0 },
+    { "delivery", B_WORD, true, true, 0 },
+};
+static const struct body_member dispute_members[] = {
+    { "reason", B_TEXT, true, true, 1 },
+};
+static const struct body_member resolution_members[] = {
+    { "note", B_TEXT, false, true, 0 },
+    { "outcome", B_WORD, true, true, 0 },
+};
+
+#define MEMBERS(m) m, sizeof m / sizeof m[0]
+
+/* By kind: the requests behind party records (docs/delivery.md sections 2-4). */
+static const struct signed_request signed_requests[CPX_KIND_COUNT] = {
+    [CPX_KIND_USAGE] = { "/v1/agreements/", "/usage", "agreement", "id", true, true,
+                         MEMBERS(usage_members), usage_final },
+    /* The provider's answer to a delivery, signed as a request would be (never routed). */
+    [CPX_KIND_ACCEPTANCE] = { "/v1/deliveries/", "/acceptance", "delivery", "agreement", false,
+                              false, MEMBERS(acceptance_members), NULL },
+    [CPX_KIND_DISPUTE] = { "/v1/bills/", "/dispute", "bill", "bill", true, true,
+                           MEMBERS(dispute_members), NULL },
+    [CPX_KIND_RESOLUTION] = { "/v1/bills/", "/resolution", "bill", "bill", true, true,
+                              MEMBERS(resolution_members), NULL },
+};
+
+/* Whether the party signed POST prefix<id>suffix (and, where the route allows one, a query). */
+static bool target_is(const struct cpx_party *party, const struct signed_request *q, const char *id)
+{
+    const char *t = party->target;
+    size_t path = q->query ? strcspn(t, "?") : strlen(t);
+    size_t np = strlen(q->prefix), ni = strlen(id), ns = strlen(q->suffix);
+    return strcmp(party->method, "POST") == 0 && path == np + ni + ns &&
+           memcmp(t, q->prefix, np) == 0 && memcmp(t + np, id, ni) == 0 &&
+           memcmp(t + np + ni, q->suffix, ns) == 0;
+}
+
+/* Whether member m of the body holds what the payload's member of its name does. */
+static bool member_matches(struct ctx *x, const struct body_member *m, const struct body_value *v,
+                           char *why)
+{
+    const struct cpx_canon_node *p = cpx_canon_get(x->d, x->p, m->key);
+    if (m->type == B_TIME || m->type == B_COUNT) {
+        if (p != NULL && p->type == CPX_CANON_INT && p->ival == v->num)
+            return true;
+        say(why, "the signed body says %s %" PRId64 ", the payload %s%" PRId64, m->key, v->num,
+            p != NULL && p->type == CPX_CANON_INT ? "" : "nothing valid ",
+            p != NULL && p->type == CPX_CANON_INT ? p->ival : 0);
+        return false;
+    }
+    char text[BODY_TEXT_MAX + 1];
+    long n = cpx_canon_string_value(x->d, p, text, sizeof text);
+    if (n >= 0 && (size_t)n == strlen(v->text) && strcmp(text, v->text) == 0)
+        return true;
+    say(why, "the signed body says %s \"%.40s\", the payload %s%.40s%s", m->key, v->text,
+        n >= 0 ? "\"" : "nothing valid", n >= 0 ? text : "", n >= 0 ? "\"" : "");
+    return false;
+}
+
+/* Holds a party record against the request its party signed (see above). */
+static void check_signed(struct ctx *x, const struct signed_request *q)
+{
+    const struct cpx_party *party = &x->r->party;
+    char name[CPX_BOOKS_ID_MAX], id[CPX_BOOKS_ID_MAX], why[WHY_MAX];
+    get_id(x, x->p, q->name_member, name);
+    get_id(x, x->p, q->id_member, id);
+    if (x->bad != NULL) {
+        say(why, "the payload has no valid \"%s\" to hold the request against", x->bad);
+    } else if (!target_is(party, q, id)) {
+        say(why, "the signed request is %s %.64s, not POST %s%s%s", party->method, party->target,
+            q->prefix, id, q->suffix);
+    } else {
+        struct body body;
+        bool same = read_body(party, q, &body, why);
+        for (size_t i = 0; same && i < q->n_members; i++)
+            same = !q->members[i].compared || member_matches(x, &q->members[i], &body.v[i], why);
+        if (same && (q->rule == NULL || q->rule(x, q, &body, why)))
+            return;
+    }
+    fail(x->b, x->seq, CPX_BOOKS_SIGNED_BODY, "record %" PRIu64 ": %s %s: %s", x->seq,
+         x->r->kind_name, name[0] ? name : "?", why);
+}
+
 /* ---- feeding ------------------------------------------------------------------------------- */
 
 /* What each kind of record does to the money; identities, listings and dispatch do nothing. */
@@ -1493,6 +2134,11 @@ enum cpx_books_status cpx_books_record(struct cpx_books *b, const struct cpx_rec
                      .now = r->ts >= 0 ? r->ts / MS_PER_SECOND : 0 };
     if ((unsigned)r->kind < CPX_KIND_COUNT && on_kind[r->kind] != NULL)
         on_kind[r->kind](&x);
+    /* What the party signed, once the payload could be read (the auditor checks that the party
+     * part is there and that its signature holds). */
+    if ((unsigned)r->kind < CPX_KIND_COUNT && signed_requests[r->kind].prefix != NULL &&
+        r->has_party && x.bad == NULL)
+        check_signed(&x, &signed_requests[r->kind]);
     return b->nomem ? CPX_BOOKS_E_NOMEM : CPX_BOOKS_OK;
 }
 

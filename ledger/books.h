@@ -22,9 +22,13 @@
  *   balances     none ever negative (the exchange's external excepted)      balance_negative,
  *                                                                           balance_overflow
  *   references   ids that exist, parties that match, ids made once, steps   books_reference,
- *                the state allows, payloads the books can read              duplicate_id,
- *                                                                           lifecycle,
- *                                                                           books_payload
+ *                the state allows (an acceptance starting at its record's   duplicate_id,
+ *                time, a dispute before dispute_until), payloads the books  lifecycle,
+ *                can read                                                   books_payload
+ *   requests     a usage, acceptance, dispute or resolution record is what  signed_body
+ *                its party signed: the method and target name what the
+ *                payload names, and the body, read as the exchange reads
+ *                it, holds the payload's numbers and words
  *
  * Each failure names the record's seq and the order, agreement, bill or account concerned. After a
  * wrong number the books go on with the number the record says (what moved), so one wrong number
@@ -77,6 +81,7 @@ enum cpx_books_reason {
     CPX_BOOKS_BALANCE_OVERFLOW,  /* a balance leaves the 64-bit range */
     CPX_BOOKS_EXCHANGE_BILL,     /* the exchange's books differ from the ledger on a bill */
     CPX_BOOKS_EXCHANGE_BALANCE,  /* the exchange's books differ from the ledger on a balance */
+    CPX_BOOKS_SIGNED_BODY,       /* a record differs from the request its party signed */
 };
 
 /* The stable code of reason r ("bill_amount"). Never NULL; static. */

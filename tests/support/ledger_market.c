@@ -8,8 +8,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MS_PER_SECOND 1000
+
+void lm_rfc3339(int64_t t, char out[32])
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (gmtime_r(&tt, &tm) == NULL || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, 32, "1970-01-01T00:00:00Z");
+}
 
 void lm_at(struct lm *m, int64_t t)
 {
@@ -36,14 +45,37 @@ static const char *payload_of(struct cpx_canon_writer *w)
     return text;
 }
 
-/* Appends a record whose party (or NULL: the exchange) sent payload as its request body. */
+/* Takes the override *next when there is one (clearing it), else honest. */
+static const char *take(const char **next, const char *honest)
+{
+    const char *v = *next ? *next : honest;
+    *next = NULL;
+    return v;
+}
+
+/*
+ * Appends a record whose party (or NULL: the exchange) sent body as its request body (NULL: the
+ * payload), or what the test put in next_body, next_target and next_method instead.
+ */
+static uint64_t append_signed(struct lm *m, const char *kind, struct cpx_canon_writer *w,
+                              const struct fx_party *party, const char *method, const char *target,
+                              const char *body)
+{
+    const char *payload = payload_of(w);
+    if (party != NULL) {
+        body = take(&m->next_body, body ? body : payload);
+        target = take(&m->next_target, target);
+        method = take(&m->next_method, method);
+    }
+    if (m->sign)
+        return fx_append(m->log, kind, payload, party, method, target, body);
+    return fx_append_unsigned(m->log, kind, payload, party, method, target, body);
+}
+
 static uint64_t append(struct lm *m, const char *kind, struct cpx_canon_writer *w,
                        const struct fx_party *party, const char *method, const char *target)
 {
-    const char *payload = payload_of(w);
-    if (m->sign)
-        return fx_append(m->log, kind, payload, party, method, target, payload);
-    return fx_append_unsigned(m->log, kind, payload, party, method, target, payload);
+    return append_signed(m, kind, w, party, method, target, NULL);
 }
 
 static void begin(struct cpx_canon_writer *w)
@@ -70,28 +102,59 @@ struct member {
 #define INT_IF(k, v, there)      ((struct member){ (k), (there) ? M_INT : M_ABSENT, NULL, (v) })
 #define INT_OR_NULL(k, v, there) ((struct member){ (k), (there) ? M_INT : M_NULL, NULL, (v) })
 #define APPEND(m, kind, members, party, method, target)                                            \
-    append_members(m, kind, members, sizeof members / sizeof *members, party, method, target)
+    append_members(m, kind, members, sizeof members / sizeof *members, party, method, target, NULL)
+/* The same, the party having sent the canonical object of body_members as its body. */
+#define APPEND_SENT(m, kind, members, party, method, target, body_members)                         \
+    append_members(m, kind, members, sizeof members / sizeof *members, party, method, target,      \
+                   object_of(body_members, sizeof body_members / sizeof *body_members))
+
+/* Writes members (in key order) as an object into w. */
+static void write_members(struct cpx_canon_writer *w, const struct member *members, size_t n);
+
+/* The canonical object of members (static: used at once). */
+static const char *object_of(const struct member *members, size_t n)
+{
+    static char text[4096];
+    struct cpx_canon_writer w;
+    cpx_canon_writer_init(&w);
+    write_members(&w, members, n);
+    const uint8_t *out;
+    size_t len;
+    enum cpx_canon_error err = cpx_canon_writer_finish(&w, &out, &len);
+    assert(err == CPX_CANON_OK && len < sizeof text);
+    (void)err;
+    memcpy(text, out, len);
+    text[len] = '\0';
+    cpx_canon_writer_free(&w);
+    return text;
+}
 
 static uint64_t append_members(struct lm *m, const char *kind, const struct member *members,
                                size_t n, const struct fx_party *party, const char *method,
-                               const char *target)
+                               const char *target, const char *body)
 {
     struct cpx_canon_writer w;
-    begin(&w);
+    cpx_canon_writer_init(&w);
+    write_members(&w, members, n);
+    return append_signed(m, kind, &w, party, method, target, body);
+}
+
+static void write_members(struct cpx_canon_writer *w, const struct member *members, size_t n)
+{
+    cpx_canon_begin_object(w);
     for (size_t i = 0; i < n; i++) {
         const struct member *v = &members[i];
         if (v->type != M_ABSENT)
-            cpx_canon_key(&w, v->key, strlen(v->key));
+            cpx_canon_key(w, v->key, strlen(v->key));
         switch (v->type) {
-        case M_STRING: cpx_canon_string(&w, v->s, strlen(v->s)); break;
-        case M_INT: cpx_canon_int(&w, v->i); break;
-        case M_BOOL: cpx_canon_bool(&w, v->i != 0); break;
-        case M_NULL: cpx_canon_null(&w); break;
+        case M_STRING: cpx_canon_string(w, v->s, strlen(v->s)); break;
+        case M_INT: cpx_canon_int(w, v->i); break;
+        case M_BOOL: cpx_canon_bool(w, v->i != 0); break;
+        case M_NULL: cpx_canon_null(w); break;
         case M_ABSENT: break;
         }
     }
-    cpx_canon_end_object(&w);
-    return append(m, kind, &w, party, method, target);
+    cpx_canon_end_object(w);
 }
 
 uint64_t lm_fee_schedule(struct lm *m, int64_t maker_bps, int64_t taker_bps, int64_t minimum)
@@ -185,7 +248,8 @@ uint64_t lm_acceptance(struct lm *m, const struct fx_party *provider, const char
     snprintf(delivery, sizeof delivery, "dlv_%s", agreement + 4);
     const struct member p[] = { STRING("agreement", agreement), STRING("delivery", delivery),
                                 INT("end", end), INT("start", start) };
-    return APPEND(m, "acceptance", p, provider, "POST", target);
+    const struct member sent[] = { STRING("agreement", agreement), STRING("delivery", delivery) };
+    return APPEND_SENT(m, "acceptance", p, provider, "POST", target, sent);
 }
 
 uint64_t lm_failure(struct lm *m, const char *agreement, int64_t released)
@@ -207,7 +271,16 @@ uint64_t lm_usage(struct lm *m, const struct fx_party *provider, const char *agr
         BOOL("final", final),           STRING("id", id),
         INT("period_end", end),         INT("period_start", start)
     };
-    return APPEND(m, "usage", p, provider, "POST", target);
+    /* What the server records as final (the period reaches the end) the provider need not say:
+     * `final` here is the report's word, which cpx-provider sends only when true. */
+    char from[32], to[32];
+    lm_rfc3339(start, from);
+    lm_rfc3339(end, to);
+    const struct member sent[] = { INT("device_seconds", device_seconds),
+                                   { "final", final ? M_BOOL : M_ABSENT, NULL, 1 },
+                                   STRING("period_end", to),
+                                   STRING("period_start", from) };
+    return APPEND_SENT(m, "usage", p, provider, "POST", target, sent);
 }
 
 uint64_t lm_bill(struct lm *m, const char *agreement, const char *id, const char *usage,
@@ -245,7 +318,8 @@ uint64_t lm_dispute(struct lm *m, const struct fx_party *buyer, const char *bill
     char target[128];
     snprintf(target, sizeof target, "/v1/bills/%s/dispute", bill);
     const struct member p[] = { STRING("bill", bill), STRING("reason", "the job never ran") };
-    return APPEND(m, "dispute", p, buyer, "POST", target);
+    const struct member sent[] = { STRING("reason", "the job never ran") };
+    return APPEND_SENT(m, "dispute", p, buyer, "POST", target, sent);
 }
 
 uint64_t lm_resolution(struct lm *m, const struct fx_party *op, const char *bill,
@@ -255,7 +329,9 @@ uint64_t lm_resolution(struct lm *m, const struct fx_party *op, const char *bill
     snprintf(target, sizeof target, "/v1/bills/%s/resolution", bill);
     const struct member p[] = { STRING("bill", bill), STRING("note", "checked the provider's logs"),
                                 STRING("outcome", outcome), INT("refunded_micro", refunded) };
-    return APPEND(m, "resolution", p, op, "POST", target);
+    const struct member sent[] = { STRING("note", "checked the provider's logs"),
+                                   STRING("outcome", outcome) };
+    return APPEND_SENT(m, "resolution", p, op, "POST", target, sent);
 }
 
 uint64_t lm_completion(struct lm *m, const char *agreement, int64_t metered_until,
@@ -418,12 +494,13 @@ void lm_story_build(struct lm_story *s, enum lm_tamper t, int64_t minimum, bool 
     left -= c1;
     at->commission1 = lm_commission(m, agr, "bil_000000000001", bps, c1, minimum);
 
-    /* The rest of the time; or, done early, 10 more minutes with "final". */
+    /* The rest of the time; or, done early, 10 more minutes. Either is final: the provider says
+     * so (which it need not when the period reaches the end: the exchange records final then). */
     bool early = t == LM_EARLY_FINAL;
     int64_t end2 = early ? s->start + 1200 : s->end, ds2 = early ? 2400 : 100000;
     lm_at(m, end2 + 5);
     at->usage2 = lm_usage(m, &s->provider, agr, "use_000000000002",
-                          s->start + 600 - (t == LM_OVERLAP), end2, ds2, early);
+                          s->start + 600 - (t == LM_OVERLAP), end2, ds2, true);
     int64_t amount2 = lm_bill_amount(12 * LM_CNY, 989, ds2);
     at->bill2 = lm_bill(m, agr, "bil_000000000002", "use_000000000002", amount2,
                         lm_now(m) + LM_WINDOW, true);

@@ -8,6 +8,12 @@
  * Party-originated records are signed by the party (cpx-audit verifies them), or, when the
  * builder is made with sign = false, carry a zero signature: the books checker does not verify
  * signatures, and a long synthetic ledger then costs no Ed25519.
+ *
+ * The party part is the request the party would have sent: a usage report's body is the one
+ * cpx-provider sends ({"device_seconds","final" when true,"period_end","period_start"}, times in
+ * RFC 3339), an acceptance's the provider's {"agreement","delivery"}, a dispute's {"reason"} and a
+ * resolution's {"note","outcome"}; other kinds sign their payload. A test makes the next party
+ * record sign something else with next_body, next_target or next_method.
  */
 #ifndef CPX_TESTS_LEDGER_MARKET_H
 #define CPX_TESTS_LEDGER_MARKET_H
@@ -21,6 +27,10 @@
 struct lm {
     struct fx_log *log; /* the log appended to */
     bool sign;          /* sign party records (else a zero signature) */
+    /* The next party record's request instead of the honest one (each cleared once used). */
+    const char *next_body;   /* its body */
+    const char *next_target; /* its request target */
+    const char *next_method; /* its method */
 };
 
 /* An order's terms and hold. */
@@ -46,6 +56,9 @@ struct lm_agreement {
     int64_t bps;                               /* commission_bps, or -1 to leave it out */
     int64_t start, deliver_by;                 /* unix seconds; deliver_by -1 to leave it out */
 };
+
+/* Writes unix second t as cpx-provider does: "YYYY-MM-DDTHH:MM:SSZ". */
+void lm_rfc3339(int64_t t, char out[32]);
 
 /* Sets the log's clock so that the next record is at unix second t. */
 void lm_at(struct lm *m, int64_t t);

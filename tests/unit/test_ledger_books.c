@@ -428,6 +428,7 @@ static void test_lifecycle(void **state)
     cpx_books_free(b);
     lm_story_free(&s);
     build_fill(&s);
+    lm_at(&s.lm, LM_T0 + 60);
     uint64_t a = lm_acceptance(&s.lm, &s.provider, agr, LM_T0 + 60, LM_T0 + 60 + 10 * LM_HOUR + 1);
     b = books_of(&s.log);
     expect_one(b, a, CPX_BOOKS_LIFECYCLE, agr, "10 hours");
@@ -436,6 +437,7 @@ static void test_lifecycle(void **state)
 
     /* A usage report ending in the future (after its own record). */
     build_fill(&s);
+    lm_at(&s.lm, LM_T0 + 60);
     lm_acceptance(&s.lm, &s.provider, agr, LM_T0 + 60, LM_T0 + 60 + 10 * LM_HOUR);
     lm_at(&s.lm, LM_T0 + 600);
     u = lm_usage(&s.lm, &s.provider, agr, "use_000000000001", LM_T0 + 60, LM_T0 + 660, 10, false);
@@ -453,7 +455,7 @@ static void test_lifecycle(void **state)
     lm_at(&s.lm, s.start + 605 + LM_WINDOW + 1);
     uint64_t d = lm_dispute(&s.lm, &s.buyer, "bil_000000000001");
     b = books_of(&s.log);
-    expect_one(b, d, CPX_BOOKS_LIFECYCLE, "bil_000000000001", "after its window");
+    expect_one(b, d, CPX_BOOKS_LIFECYCLE, "bil_000000000001", "window closed");
     cpx_books_free(b);
     s.log.n--;
     free(s.log.rec[d]);
@@ -817,6 +819,356 @@ static void test_exchange_books(void **state)
     lm_story_free(&s);
 }
 
+/* ---- what the parties signed --------------------------------------------------------------- */
+
+/* The honest story through record seq `last`, the records after it dropped. */
+static void story_through(struct lm_story *s, size_t field)
+{
+    lm_story_build(s, LM_HONEST, 0, false);
+    uint64_t last = ((const uint64_t *)&s->at)[field];
+    for (size_t i = last + 1; i < s->log.n; i++)
+        free(s->log.rec[i]);
+    s->log.n = last + 1;
+}
+
+/* Asserts that l holds no finding. */
+static void expect_none(const struct fx_log *l)
+{
+    struct cpx_books *b = books_of(l);
+    expect(b, NULL, 0);
+    cpx_books_free(b);
+}
+
+/* Asserts that l holds one finding, at seq for reason, naming text1 and text2. */
+static void expect_only(const struct fx_log *l, uint64_t seq, enum cpx_books_reason reason,
+                        const char *text1, const char *text2)
+{
+    struct cpx_books *b = books_of(l);
+    expect_one(b, seq, reason, text1, text2);
+    cpx_books_free(b);
+}
+
+/*
+ * The story through its acceptance, then its first report (2400 device-seconds, the ten minutes
+ * from the start), recorded `final` or not, as the provider signed it: body, target and method
+ * (NULL: the honest ones). Its bill and commission follow, and its completion when final.
+ * Returns the report's seq.
+ */
+static uint64_t first_report(struct lm_story *s, const char *body, const char *target,
+                             const char *method, bool final)
+{
+    const char *agr = "agr_000000000001";
+    story_through(s, AT(acceptance));
+    lm_at(&s->lm, s->start + 605);
+    s->lm.next_body = body;
+    s->lm.next_target = target;
+    s->lm.next_method = method;
+    uint64_t u = lm_usage(&s->lm, &s->provider, agr, "use_000000000001", s->start, s->start + 600,
+                          2400, final);
+    lm_bill(&s->lm, agr, "bil_000000000001", "use_000000000001", 7912000,
+            lm_now(&s->lm) + LM_WINDOW, final);
+    lm_commission(&s->lm, agr, "bil_000000000001", LM_TAKER_BPS, 15824, 0);
+    if (final)
+        lm_completion(&s->lm, agr, s->start + 600, "final_usage", 475669440 - 7912000 - 15824);
+    return u;
+}
+
+/* The first report's honest body in another spelling: whitespace, order, zones, escapes. */
+static const char *const same_report[] = {
+    " { \"period_start\" : "
+    "\"2025-11-29T16:01:00+08:00\",\n\t\"period_end\":\"2025-11-29t08:11:00z\","
+    "\"device_seconds\":2400 , \"final\":null }\r\n",
+    "{\"device_seconds\":2400,\"final\":false,\"period_end\":\"2025-11-29T08:11:00.000000Z\","
+    "\"period_start\":\"2025-11-29T07:01:00-01:00\"}",
+    "{\"device_seconds\":2400,\"period_end\":\"2025-11-29T08:11:00Z\","
+    "\"period_\\u0073tart\":\"2025-11-29T08:01:00\\u005a\"}",
+};
+
+/* Bodies the exchange refuses, or that say other numbers than the payload (2400, 08:01..08:11). */
+static const char *const other_report[][2] = {
+    { "{\"device_seconds\":2399,\"period_end\":\"2025-11-29T08:11:00Z\","
+      "\"period_start\":\"2025-11-29T08:01:00Z\"}",
+      "device_seconds 2399" },
+    { "{\"device_seconds\":2400,\"period_end\":\"2025-11-29T08:11:00Z\","
+      "\"period_start\":\"2025-11-29T08:01:01Z\"}",
+      "period_start 1764403261" },
+    { "{\"device_seconds\":2400,\"period_end\":\"2025-11-29T09:11:00+01:01\","
+      "\"period_start\":\"2025-11-29T08:01:00Z\"}",
+      "period_end 1764403800" },
+    { "{\"device_seconds\":2400,\"devices\":4,\"period_end\":\"2025-11-29T08:11:00Z\","
+      "\"period_start\":\"2025-11-29T08:01:00Z\"}",
+      "\"devices\", not a member" },
+    { "{\"device_seconds\":2400,\"device_seconds\":2400,\"period_end\":\"2025-11-29T08:11:00Z\","
+      "\"period_start\":\"2025-11-29T08:01:00Z\"}",
+      "twice" },
+    { "{\"period_end\":\"2025-11-29T08:11:00Z\",\"period_start\":\"2025-11-29T08:01:00Z\"}",
+      "has no \"device_seconds\"" },
+    { "{\"device_seconds\":null,\"period_end\":\"2025-11-29T08:11:00Z\","
+      "\"period_start\":\"2025-11-29T08:01:00Z\"}",
+      "has no \"device_seconds\"" },
+    { "{\"device_seconds\":2400.0,\"period_end\":\"2025-11-29T08:11:00Z\","
+      "\"period_start\":\"2025-11-29T08:01:00Z\"}",
+      "\"device_seconds\" is not" },
+    { "{\"device_seconds\":\"2400\",\"period_end\":\"2025-11-29T08:11:00Z\","
+      "\"period_start\":\"2025-11-29T08:01:00Z\"}",
+      "\"device_seconds\" is not" },
+    { "{\"device_seconds\":2400,\"period_end\":\"2025-11-29T08:11:00.5Z\","
+      "\"period_start\":\"2025-11-29T08:01:00Z\"}",
+      "\"period_end\" is not" },
+    { "{\"device_seconds\":2400,\"period_end\":\"2025-11-29T08:11:00\","
+      "\"period_start\":\"2025-11-29T08:01:00Z\"}",
+      "\"period_end\" is not" },
+    { "{\"device_seconds\":2400,\"period_end\":\"2025-11-29T08:11:00Z\","
+      "\"period_start\":\"2025-11-29T08:01:00Z\",\"final\":{}}",
+      "\"final\" is not one" },
+    { "{\"device_seconds\":2400,\"period_end\":\"2025-11-29T08:11:00Z\","
+      "\"period_start\":\"2025-11-29T08:01:00\\ud800Z\"}",
+      "not JSON" },
+    { "{\"device_seconds\":2400,\"period_end\":\"2025-11-29T08:11:00Z\","
+      "\"period_start\":\"2025-11-29T08:01:00Z\"} x",
+      "not JSON" },
+    { "{\"device_seconds\":02400,\"period_end\":\"2025-11-29T08:11:00Z\","
+      "\"period_start\":\"2025-11-29T08:01:00Z\"}",
+      "not JSON" },
+    { "{\"device_seconds\":2400,\"period_end\":\"2025-11-29T08:11:00Z\","
+      "\"period_start\":\"2025-11-29T08:01:00Z\",}",
+      "not JSON" },
+    { "{\"device_seconds\":24e2,\"period_end\":\"2025-11-29T08:11:00Z\","
+      "\"period_start\":\"2025-11-29T08:01:00Z\"}",
+      "\"device_seconds\" is not" },
+    { "{\"device_seconds\":2400,\"period_end\":\"2025-11-29T08:11:00Z\","
+      "\"period_start\":\"2025-11-29T08:01:00Z\\u0000\"}",
+      "not JSON" },
+    { "{\"device_seconds\"}", "not JSON" },
+    { "[2400]", "not a JSON object" },
+    { "", "not a JSON object" },
+};
+
+static void test_signed_usage(void **state)
+{
+    (void)state;
+    struct lm_story s;
+    uint64_t u;
+    /* Honest, however the provider spelt it, and with a query the router ignores. */
+    for (size_t i = 0; i < sizeof same_report / sizeof same_report[0]; i++) {
+        first_report(&s, same_report[i], NULL, NULL, false);
+        expect_none(&s.log);
+        lm_story_free(&s);
+    }
+    first_report(&s, NULL, "/v1/agreements/agr_000000000001/usage?from=cli", NULL, false);
+    expect_none(&s.log);
+    lm_story_free(&s);
+
+    /* One thing differs: one finding, at the report, naming it and what differs. */
+    for (size_t i = 0; i < sizeof other_report / sizeof other_report[0]; i++) {
+        u = first_report(&s, other_report[i][0], NULL, NULL, false);
+        expect_only(&s.log, u, CPX_BOOKS_SIGNED_BODY, "use_000000000001", other_report[i][1]);
+        lm_story_free(&s);
+    }
+    u = first_report(&s, NULL, "/v1/agreements/agr_000000000002/usage", NULL, false);
+    expect_only(&s.log, u, CPX_BOOKS_SIGNED_BODY, "use_000000000001",
+                "not POST /v1/agreements/agr_000000000001/usage");
+    lm_story_free(&s);
+    u = first_report(&s, NULL, NULL, "PUT", false);
+    expect_only(&s.log, u, CPX_BOOKS_SIGNED_BODY, "use_000000000001", "is PUT");
+    lm_story_free(&s);
+
+    /* "final": the provider's word, or the end reached. */
+    u = first_report(&s,
+                     "{\"device_seconds\":2400,\"final\":true,\"period_end\":\"2025-11-29T08:11:"
+                     "00Z\",\"period_start\":\"2025-11-29T08:01:00Z\"}",
+                     NULL, NULL, false);
+    expect_only(&s.log, u, CPX_BOOKS_SIGNED_BODY, "use_000000000001", "body says final");
+    lm_story_free(&s);
+    u = first_report(&s,
+                     "{\"device_seconds\":2400,\"period_end\":\"2025-11-29T08:11:00Z\","
+                     "\"period_start\":\"2025-11-29T08:01:00Z\"}",
+                     NULL, NULL, true);
+    expect_only(&s.log, u, CPX_BOOKS_SIGNED_BODY, "use_000000000001", "payload says final");
+    lm_story_free(&s);
+    first_report(&s, NULL, NULL, NULL, true); /* said final: honest */
+    expect_none(&s.log);
+    lm_story_free(&s);
+
+    /* The second report reaches the end without saying final: recorded final, as the exchange
+     * does, honest; recorded not final, a finding (its bill and completion as if final). */
+    for (int recorded = 0; recorded <= 1; recorded++) {
+        const char *agr = "agr_000000000001";
+        story_through(&s, AT(commission1));
+        lm_at(&s.lm, s.end + 5);
+        char body[256], from[32], to[32];
+        lm_rfc3339(s.start + 600, from);
+        lm_rfc3339(s.end, to);
+        snprintf(body, sizeof body,
+                 "{\"device_seconds\":100000,\"period_end\":\"%s\",\"period_start\":\"%s\"}", to,
+                 from);
+        s.lm.next_body = body;
+        u = lm_usage(&s.lm, &s.provider, agr, "use_000000000002", s.start + 600, s.end, 100000,
+                     recorded);
+        lm_bill(&s.lm, agr, "bil_000000000002", "use_000000000002", 329666666,
+                lm_now(&s.lm) + LM_WINDOW, true);
+        lm_commission(&s.lm, agr, "bil_000000000002", LM_TAKER_BPS, 659333, 0);
+        lm_completion(&s.lm, agr, s.end, "final_usage",
+                      475669440 - 7912000 - 15824 - 329666666 - 659333);
+        if (recorded)
+            expect_none(&s.log);
+        else
+            expect_only(&s.log, u, CPX_BOOKS_SIGNED_BODY, "use_000000000002",
+                        "is the agreement's end");
+        lm_story_free(&s);
+    }
+}
+
+/* The story through the cancel, then the provider's acceptance a minute later as signed:
+ * body, target (NULL: honest), start (its end start + 10 hours). Returns the acceptance's seq. */
+static uint64_t accepted(struct lm_story *s, const char *body, const char *target, int64_t start)
+{
+    story_through(s, AT(cancel));
+    lm_at(&s->lm, LM_T0 + 60);
+    s->lm.next_body = body;
+    s->lm.next_target = target;
+    return lm_acceptance(&s->lm, &s->provider, "agr_000000000001", start, start + 10 * LM_HOUR);
+}
+
+static void test_signed_acceptance(void **state)
+{
+    (void)state;
+    struct lm_story s;
+    const int64_t t = LM_T0 + 60; /* the acceptance's second */
+    accepted(&s,
+             " {\"delivery\" : \"dlv_000000000001\", \"agreement\":\"agr_\\u0030\\u0030"
+             "0000000001\"}\n",
+             NULL, t);
+    expect_none(&s.log);
+    lm_story_free(&s);
+
+    const char *const other[][2] = {
+        { "{\"agreement\":\"agr_000000000001\",\"delivery\":\"dlv_000000000002\"}",
+          "delivery \"dlv_000000000002\"" },
+        { "{\"agreement\":\"agr_000000000002\",\"delivery\":\"dlv_000000000001\"}",
+          "agreement \"agr_000000000002\"" },
+        { "{\"agreement\":\"agr_000000000001\",\"delivery\":\"dlv_000000000001\",\"ok\":true}",
+          "\"ok\", not a member" },
+        { "{\"agreement\":\"agr_000000000001\",\"delivery\":null}", "\"delivery\" is not" },
+        { "{\"agreement\":\"agr_000000000001\"}", "has no \"delivery\"" },
+    };
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
+        uint64_t a = accepted(&s, other[i][0], NULL, t);
+        expect_only(&s.log, a, CPX_BOOKS_SIGNED_BODY, "agr_000000000001", other[i][1]);
+        lm_story_free(&s);
+    }
+    const char *const targets[] = { "/v1/deliveries/dlv_000000000002/acceptance",
+                                    "/v1/deliveries/dlv_000000000001/acceptance?again=1",
+                                    "/v1/deliveries/dlv_000000000001" };
+    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
+        uint64_t a = accepted(&s, NULL, targets[i], t);
+        expect_only(&s.log, a, CPX_BOOKS_SIGNED_BODY, "agr_000000000001",
+                    "not POST /v1/deliveries/dlv_000000000001/acceptance");
+        lm_story_free(&s);
+    }
+
+    /* The clock starts at the record's second, or at the one before when the second turned
+     * within the batch; never later, nor earlier. */
+    accepted(&s, NULL, NULL, t - 1);
+    expect_none(&s.log);
+    lm_story_free(&s);
+    const int64_t wrong[] = { t - 2, t + 1, LM_T0 };
+    for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++) {
+        uint64_t a = accepted(&s, NULL, NULL, wrong[i]);
+        expect_only(&s.log, a, CPX_BOOKS_LIFECYCLE, "agr_000000000001", "its record's time");
+        lm_story_free(&s);
+    }
+}
+
+static void test_signed_dispute_and_resolution(void **state)
+{
+    (void)state;
+    struct lm_story s;
+    const char *const dispute[][3] = {
+        /* body, target, what the finding names */
+        { "{\"reason\":\"the job \\u006eever ran\"}", "/v1/bills/bil_000000000002/dispute?x=1",
+          NULL },
+        { "{\"reason\":\"the job ran twice\"}", NULL, "reason \"the job ran twice\"" },
+        { "{\"reason\":\"the job never ran\",\"bill\":\"bil_000000000002\"}", NULL,
+          "\"bill\", not a member" },
+        { "{\"reason\":\"\"}", NULL, "\"reason\" is not" },
+        { NULL, "/v1/bills/bil_000000000001/dispute", "not POST /v1/bills/bil_000000000002" },
+    };
+    for (size_t i = 0; i < sizeof dispute / sizeof dispute[0]; i++) {
+        story_through(&s, AT(completion));
+        lm_at(&s.lm, s.end + 100);
+        s.lm.next_body = dispute[i][0];
+        s.lm.next_target = dispute[i][1];
+        uint64_t d = lm_dispute(&s.lm, &s.buyer, "bil_000000000002");
+        if (dispute[i][2] == NULL)
+            expect_none(&s.log);
+        else
+            expect_only(&s.log, d, CPX_BOOKS_SIGNED_BODY, "bil_000000000002", dispute[i][2]);
+        lm_story_free(&s);
+    }
+
+    const char *const resolution[][3] = {
+        { "{\"outcome\":\"refund\",\"note\":\"checked the provider\\u0027s logs\"}", NULL, NULL },
+        { "{\"note\":\"checked the provider's logs\",\"outcome\":\"pay\"}", NULL,
+          "outcome \"pay\"" },
+        { "{\"outcome\":\"refund\"}", NULL, "note \"\"" },
+        { "{\"note\":null,\"outcome\":\"refund\"}", NULL, "note \"\"" },
+        { "{\"note\":\"checked the provider's logs\"}", NULL, "has no \"outcome\"" },
+        { NULL, "/v1/bills/bil_000000000002/dispute", "not POST /v1/bills/bil_000000000002/res" },
+    };
+    for (size_t i = 0; i < sizeof resolution / sizeof resolution[0]; i++) {
+        lm_story_build(&s, LM_HONEST, 0, false);
+        free(s.log.rec[--s.log.n]); /* the resolution, written again */
+        s.lm.next_body = resolution[i][0];
+        s.lm.next_target = resolution[i][1];
+        uint64_t r = lm_resolution(&s.lm, &s.op, "bil_000000000002", "refund", 329666666 + 659333);
+        if (resolution[i][2] == NULL)
+            expect_none(&s.log);
+        else
+            expect_only(&s.log, r, CPX_BOOKS_SIGNED_BODY, "bil_000000000002", resolution[i][2]);
+        lm_story_free(&s);
+    }
+    /* Without a note, the payload's note is "". */
+    lm_story_build(&s, LM_HONEST, 0, false);
+    free(s.log.rec[--s.log.n]);
+    fx_append_unsigned(&s.log, "resolution",
+                       "{\"bill\":\"bil_000000000002\",\"note\":\"\",\"outcome\":\"refund\","
+                       "\"refunded_micro\":330325999}",
+                       &s.op, "POST", "/v1/bills/bil_000000000002/resolution",
+                       "{\"outcome\":\"refund\"}");
+    expect_none(&s.log);
+    lm_story_free(&s);
+}
+
+/* The dispute window, to the millisecond: a dispute before dispute_until, a settlement at it. */
+static void test_dispute_window_edges(void **state)
+{
+    (void)state;
+    struct lm_story s;
+    const int64_t until = LM_T0 + 60 + 605 + LM_WINDOW; /* the first bill's dispute_until */
+    for (int late = 0; late <= 1; late++) {
+        story_through(&s, AT(completion));
+        s.log.ts_ms = until * 1000 - !late; /* the last millisecond of the window, or its end */
+        uint64_t d = lm_dispute(&s.lm, &s.buyer, "bil_000000000001");
+        if (late)
+            expect_only(&s.log, d, CPX_BOOKS_LIFECYCLE, "bil_000000000001", "window closed");
+        else
+            expect_none(&s.log);
+        lm_story_free(&s);
+    }
+    for (int early = 0; early <= 1; early++) {
+        story_through(&s, AT(dispute));
+        s.log.ts_ms = until * 1000 - early;
+        uint64_t st = lm_settlement(&s.lm, "agr_000000000001", "bil_000000000001", 7912000, 15824);
+        if (early)
+            expect_only(&s.log, st, CPX_BOOKS_SETTLEMENT, "bil_000000000001",
+                        "before its dispute window");
+        else
+            expect_none(&s.log);
+        lm_story_free(&s);
+    }
+}
+
 /* ---- state --------------------------------------------------------------------------------- */
 
 /* Collects emitted lines, newline-separated. */
@@ -1121,6 +1473,10 @@ int main(void)
         cmocka_unit_test(test_lifecycle),
         cmocka_unit_test(test_dispute_pay),
         cmocka_unit_test(test_references),
+        cmocka_unit_test(test_signed_usage),
+        cmocka_unit_test(test_signed_acceptance),
+        cmocka_unit_test(test_signed_dispute_and_resolution),
+        cmocka_unit_test(test_dispute_window_edges),
         cmocka_unit_test(test_capacity_order),
         cmocka_unit_test(test_commission_rate),
         cmocka_unit_test(test_repeat_is_ignored),
