@@ -137,6 +137,17 @@ static void complete(struct ctx *x, struct agreement_state *a, const char *reaso
     seq_record(s, CPX_KIND_COMPLETION, p, NULL, x->c);
 }
 
+/* The second the next ledger record will carry (its ts: the clock in milliseconds, never before
+ * the record before it). The batch's own clock (s->now) was read at its start; a record made
+ * later in a long batch would say a later second, and an auditor compares the two. */
+static int64_t record_clock(const struct sequencer *s)
+{
+    int64_t ms = now_us() / 1000;
+    if (ms < s->b.ledger.ts_ms)
+        ms = s->b.ledger.ts_ms;
+    return ms / 1000;
+}
+
 /* ---- delivery ------------------------------------------------------------------------------ */
 
 void seq_do_accept(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
@@ -156,8 +167,8 @@ void seq_do_accept(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
         tx_fail(out, E_INVALID_STATE, NULL, "The agreement has %s.", a.status);
         return;
     }
-    a.started_at = s->now;
-    a.ends_at = s->now + a.hours * 3600;
+    a.started_at = record_clock(s); /* the second of the acceptance record */
+    a.ends_at = a.started_at + a.hours * 3600;
     snprintf(a.status, sizeof a.status, "active");
     agreement_store(x, &a);
     delivery_done(x, a.id, "accepted");
@@ -430,7 +441,7 @@ void seq_do_dispute(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
         tx_fail(out, E_BILL_NOT_OPEN, NULL, "The bill is %s.", b.status);
         return;
     }
-    if (s->now >= b.dispute_until) {
+    if (record_clock(s) >= b.dispute_until) { /* the dispute record's second decides */
         tx_fail(out, E_DISPUTE_WINDOW_CLOSED, NULL, NULL);
         return;
     }
