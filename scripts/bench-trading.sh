@@ -14,11 +14,14 @@
 #   CPX_BENCH_LOADGEN_THREADS (1): see bench/bench_trading.c; extra arguments go to it as flags.
 #   CPX_BENCH_CPXD_THREADS (2 x cores), CPX_BENCH_CPXD_DB_POOL (2 x threads): cpxd's --threads
 #   and --db-pool; CPX_BENCH_CPXD_ARGS: further cpxd flags.
+# cpxd runs with --dispatchers 0: the listings' endpoints are made up, and delivering to them
+# (make bench-delivery measures delivery) would compete with the trading path for the two cores
+# and PostgreSQL. CPX_BENCH_CPXD_ARGS="--dispatchers 2" measures both together.
 # shellcheck source=scripts/bench-env.sh
 . "$(dirname "$0")/bench-env.sh"
 
 bench_cluster operator exchange
-bench_cpxd 0
+bench_cpxd 0 --dispatchers 0
 bench_route /v1/orders /v1/orders \
     "the trading endpoints of docs/trading.md are not in server/routes.c yet"
 
