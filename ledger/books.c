@@ -1535,74 +1535,14 @@ static void say(char *why, const char *fmt, ...)
     va_end(ap);
 }
 
-/* -- the exchange's RFC 3339 (server/util.c parse_rfc3339, then whole seconds from 1970 on) -- */
-
-/* Reads exactly n digits at *p into *v; advances *p. */
-static bool time_digits(const char **p, int n, int *v)
-{
-    *v = 0;
-    for (int i = 0; i < n; i++) {
-        char c = (*p)[i];
-        if (c < '0' || c > '9')
-            return false;
-        *v = *v * 10 + (c - '0');
-    }
-    *p += n;
-    return true;
-}
-
-/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar. */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-/*
- * The unix second of an RFC 3339 time as the exchange reads a request's: "T" or "t", up to six
- * fractional digits, "Z", "z" or a numeric offset; then in whole seconds, not before 1970.
- */
+/* The unix second of an RFC 3339 time as the exchange reads a request's (cpx_rfc3339_parse), in
+ * whole seconds, not before 1970. */
 static bool rfc3339_seconds(const char *s, int64_t *out)
 {
-    static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-    int y, mo, d, h, mi, se;
-    const char *p = s;
-    if (!time_digits(&p, 4, &y) || *p++ != '-' || !time_digits(&p, 2, &mo) || *p++ != '-' ||
-        !time_digits(&p, 2, &d) || (*p != 'T' && *p != 't') || !(++p, time_digits(&p, 2, &h)) ||
-        *p++ != ':' || !time_digits(&p, 2, &mi) || *p++ != ':' || !time_digits(&p, 2, &se))
+    int64_t us;
+    if (!cpx_rfc3339_parse(s, &us) || us < 0 || us % 1000000 != 0)
         return false;
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] ||
-        (mo == 2 && d == 29 && !leap) || h > 23 || mi > 59 || se > 59)
-        return false;
-    if (*p == '.') { /* a fraction: whole seconds only when every digit is 0 */
-        int n = 0;
-        for (p++; *p >= '0' && *p <= '9'; p++, n++)
-            if (n == 6 || *p != '0')
-                return false;
-        if (n == 0)
-            return false;
-    }
-    int64_t offset = 0;
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int sign = *p++ == '-' ? -1 : 1, oh, om;
-        if (!time_digits(&p, 2, &oh) || *p++ != ':' || !time_digits(&p, 2, &om) || oh > 23 ||
-            om > 59)
-            return false;
-        offset = sign * (oh * 3600 + om * 60);
-    } else {
-        return false;
-    }
-    int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - offset;
-    if (*p != '\0' || secs < 0)
-        return false;
-    *out = secs;
+    *out = us / 1000000;
     return true;
 }
 

@@ -48,4 +48,11 @@ bool cpx_decimal_parse(const char *s, uint64_t *out);
 /* FNV-1a (64-bit) of a NUL-terminated string: a fast hash for hash tables, not for security. */
 uint64_t cpx_fnv1a64(const char *s);
 
+/*
+ * Parses an RFC 3339 time ("2026-11-29T08:00:00Z"; "T"/"t", up to six fractional digits, "Z"/"z"
+ * or a numeric offset; years from 1970) into unix microseconds. False when s is anything else.
+ * The one reading of a time for cpxd (its requests) and for the auditor (the requests it checks).
+ */
+bool cpx_rfc3339_parse(const char *s, int64_t *t_us);
+
 #endif

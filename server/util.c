@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "ledger/canon.h"
+#include "ledger/codec.h"
 
 int64_t now_us(void)
 {
@@ -47,75 +48,9 @@ char *format_rfc3339(int64_t t_us, char out[RFC3339_MAX])
     return out;
 }
 
-/* Reads exactly n digits at *p into *v; advances *p. */
-static bool digits(const char **p, int n, int *v)
-{
-    *v = 0;
-    for (int i = 0; i < n; i++) {
-        char c = (*p)[i];
-        if (c < '0' || c > '9')
-            return false;
-        *v = *v * 10 + (c - '0');
-    }
-    *p += n;
-    return true;
-}
-
-/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar (Howard Hinnant's method). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 bool parse_rfc3339(const char *s, int64_t *t_us)
 {
-    static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-    int y, mo, d, h, mi, se;
-    const char *p = s;
-    if (!digits(&p, 4, &y) || *p++ != '-' || !digits(&p, 2, &mo) || *p++ != '-' ||
-        !digits(&p, 2, &d) || (*p != 'T' && *p != 't') || !(++p, digits(&p, 2, &h)) ||
-        *p++ != ':' || !digits(&p, 2, &mi) || *p++ != ':' || !digits(&p, 2, &se))
-        return false;
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] ||
-        (mo == 2 && d == 29 && !leap) || h > 23 || mi > 59 || se > 59)
-        return false;
-    int64_t us = 0;
-    if (*p == '.') {
-        p++;
-        int n = 0;
-        while (*p >= '0' && *p <= '9') {
-            if (n == 6)
-                return false;
-            us = us * 10 + (*p++ - '0');
-            n++;
-        }
-        if (n == 0)
-            return false;
-        while (n++ < 6)
-            us *= 10;
-    }
-    int64_t offset = 0;
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int sign = *p++ == '-' ? -1 : 1, oh, om;
-        if (!digits(&p, 2, &oh) || *p++ != ':' || !digits(&p, 2, &om) || oh > 23 || om > 59)
-            return false;
-        offset = sign * (oh * 3600 + om * 60);
-    } else {
-        return false;
-    }
-    if (*p != '\0')
-        return false;
-    int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - offset;
-    *t_us = secs * 1000000 + us;
-    return true;
+    return cpx_rfc3339_parse(s, t_us);
 }
 
 char *read_file(const char *path, size_t max, size_t *len)
