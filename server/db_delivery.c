@@ -51,9 +51,7 @@ const struct db_statement db_delivery_statements[] = {
       12 },
     { "dlv_usage_max", "SELECT coalesce(max(id), 0) FROM usage_reports", 0 },
     { "dlv_delivery_done",
-      "UPDATE deliveries SET state = $2, lease_until = NULL, last_error = coalesce($3, "
-      "last_error) WHERE agreement_id = $1",
-      3 },
+      "UPDATE deliveries SET state = $2, lease_until = NULL WHERE agreement_id = $1", 2 },
     { "dlv_listing_ask", "SELECT ask, status FROM listings WHERE id = $1 AND ask IS NOT NULL", 1 },
     { "dlv_fees_last",
       "SELECT (convert_from(r.record, 'UTF8')::json -> 'payload')::text FROM ledger_records r "
@@ -81,11 +79,11 @@ const struct db_statement db_delivery_statements[] = {
     { "dlv_leases_clear", "UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL",
       0 },
     { "dlv_envelope_job",
-      "SELECT encode(j.sha256, 'hex'), j.description FROM agreements a JOIN orders o ON o.id = "
-      "a.order_id JOIN jobs j ON j.buyer = a.buyer AND encode(j.sha256, 'hex') = "
-      "o.spec->>'job_sha256' WHERE a.id = $1",
+      "SELECT encode(j.sha256, 'hex'), j.description, i.public_key FROM agreements a "
+      "JOIN identities i ON i.id = a.provider LEFT JOIN orders o ON o.id = a.order_id "
+      "LEFT JOIN jobs j ON j.buyer = a.buyer AND encode(j.sha256, 'hex') = o.spec->>'job_sha256' "
+      "WHERE a.id = $1",
       1 },
-    { "dlv_provider_key", "SELECT public_key FROM identities WHERE id = $1", 1 },
     /* the handlers' */
     { "dlv_bill_get", "SELECT " BILL_COLUMNS " FROM bills b WHERE b.id = $1", 1 },
     { "dlv_bill_list",

@@ -60,6 +60,7 @@ struct job {
     char pin[256];
     int attempt;
     int64_t deliver_by;
+    uint8_t provider_pk[32]; /* the provider's key, read with the envelope */
 };
 
 /* ---- an endpoint's breaker ---------------------------------------------------------------- */
@@ -161,8 +162,9 @@ static void attempt_done(struct dispatcher *d, const struct job *j, int64_t star
 
 /* ---- the envelope -------------------------------------------------------------------------- */
 
-/* The canonical JSON body the provider receives (docs/delivery.md §2), or NULL. */
-static char *envelope(struct dispatcher *d, const struct job *j, size_t *len)
+/* The body the provider receives (docs/delivery.md §2), or NULL; reads the provider's key into j
+ * on the same connection. */
+static char *envelope(struct dispatcher *d, struct job *j, size_t *len)
 {
     struct db_conn *c = db_acquire(d->srv->db);
     if (c == NULL)
@@ -173,7 +175,8 @@ static char *envelope(struct dispatcher *d, const struct job *j, size_t *len)
     snprintf(agr, sizeof agr, "%" PRIu64, j->agreement);
     const char *p[] = { agr };
     if (db_agreement_get(c, j->agreement, &r) == DB_OK &&
-        db_query(c, "dlv_envelope_job", 1, p, &jr) == DB_OK) {
+        db_query_row(c, "dlv_envelope_job", 1, p, &jr) == DB_OK &&
+        db_get_bytea(jr, 0, 2, j->provider_pk, sizeof j->provider_pk)) {
         json_t *e = json_object();
         json_object_set_new(e, "agreement", db_agreement_json(r, 0, true));
         json_object_set_new(e, "attempt", json_integer(j->attempt));
@@ -182,7 +185,7 @@ static char *envelope(struct dispatcher *d, const struct job *j, size_t *len)
         market_id_format(id, "dlv_", j->agreement);
         json_object_set_new(e, "delivery", json_string(id));
         json_t *job = json_null();
-        if (PQntuples(jr) == 1) {
+        if (!PQgetisnull(jr, 0, 0)) {
             job = json_object();
             json_object_set_new(job, "sha256", json_string(PQgetvalue(jr, 0, 0)));
             json_object_set_new(job, "description", json_string(PQgetvalue(jr, 0, 1)));
@@ -197,21 +200,6 @@ static char *envelope(struct dispatcher *d, const struct job *j, size_t *len)
     if (text != NULL)
         *len = strlen(text);
     return text;
-}
-
-/* The provider's public key in force, from its row. */
-static bool provider_key(struct dispatcher *d, const char *provider, uint8_t pk[32])
-{
-    struct db_conn *c = db_acquire(d->srv->db);
-    if (c == NULL)
-        return false;
-    const char *p[] = { provider };
-    PGresult *r;
-    bool ok =
-        db_query_row(c, "dlv_provider_key", 1, p, &r) == DB_OK && db_get_bytea(r, 0, 0, pk, 32);
-    PQclear(r);
-    db_release(d->srv->db, c);
-    return ok;
 }
 
 /* ---- one attempt over HTTPS ---------------------------------------------------------------- */
@@ -265,8 +253,8 @@ static const char *url_target(const char *url)
 }
 
 /* Judges the answer; on acceptance fills party (body malloc'd). Returns NULL or why not. */
-static const char *judge(struct dispatcher *d, const struct job *j, long status,
-                         const struct answer *a, struct cpx_party *party)
+static const char *judge(const struct job *j, long status, const struct answer *a,
+                         struct cpx_party *party)
 {
     if (status != 200)
         return "the endpoint did not answer 200";
@@ -281,10 +269,8 @@ static const char *judge(struct dispatcher *d, const struct job *j, long status,
     market_id_format(agr, "agr_", j->agreement);
     market_id_format(dlv, "dlv_", j->agreement);
     snprintf(party->target, sizeof party->target, "/v1/deliveries/%s/acceptance", dlv);
-    uint8_t pk[32];
-    if (!provider_key(d, j->provider, pk))
-        return "the provider's key could not be read";
-    if (!cpx_reqsig_verify(pk, "POST", party->target, auth.ts, a->body, a->len, auth.sig))
+    if (!cpx_reqsig_verify(j->provider_pk, "POST", party->target, auth.ts, a->body, a->len,
+                           auth.sig))
         return "the acceptance's signature does not verify with the provider's key";
     json_t *body = json_loadb(a->body, a->len, JSON_REJECT_DUPLICATES, NULL);
     bool names = json_is_object(body) && json_object_size(body) == 2 &&
@@ -319,7 +305,7 @@ static int64_t backoff(const struct dispatcher *d, int attempt, unsigned *rnd)
     return (int64_t)(rand_r(rnd) % (unsigned)(w + 1));
 }
 
-static void deliver(struct dispatcher *d, CURL *curl, const struct job *j, unsigned *rnd)
+static void deliver(struct dispatcher *d, CURL *curl, struct job *j, unsigned *rnd)
 {
     int64_t started = now_us(), now = started / 1000000;
     char msg[512];
@@ -384,7 +370,7 @@ static void deliver(struct dispatcher *d, CURL *curl, const struct job *j, unsig
                  a && a->too_long ? "the answer is too long" : curl_easy_strerror(rc));
         bad = why;
     } else {
-        bad = judge(d, j, status, a, &party);
+        bad = judge(j, status, a, &party);
     }
     free(a);
     if (bad != NULL) {

@@ -23,16 +23,18 @@
 
 /* ---- state in and out ---------------------------------------------------------------------- */
 
-/* The agreement, or false when there is none. A database failure stops cpxd: the batch may
- * already have moved the books. */
+/* Whether a row was found. A database failure stops cpxd: the batch may already have moved the
+ * books. */
+static bool found(enum db_status st, const char *what)
+{
+    if (st != DB_OK && st != DB_NO_ROWS)
+        seq_fatal(what, st);
+    return st == DB_OK;
+}
+
 static bool agreement_load(struct ctx *x, uint64_t id, struct agreement_state *a)
 {
-    enum db_status st = db_agreement_state(x->c, id, a);
-    if (st == DB_NO_ROWS)
-        return false;
-    if (st != DB_OK)
-        seq_fatal("reading an agreement", st);
-    return true;
+    return found(db_agreement_state(x->c, id, a), "reading an agreement");
 }
 
 static void agreement_store(struct ctx *x, const struct agreement_state *a)
@@ -44,12 +46,7 @@ static void agreement_store(struct ctx *x, const struct agreement_state *a)
 
 static bool bill_load(struct ctx *x, uint64_t id, struct bill_state *b)
 {
-    enum db_status st = db_bill_state(x->c, id, b);
-    if (st == DB_NO_ROWS)
-        return false;
-    if (st != DB_OK)
-        seq_fatal("reading a bill", st);
-    return true;
+    return found(db_bill_state(x->c, id, b), "reading a bill");
 }
 
 static void bill_status(struct ctx *x, uint64_t id, const char *status, const char *reason,
@@ -67,8 +64,8 @@ static void delivery_done(struct ctx *x, uint64_t agreement, const char *state)
 {
     char idt[24];
     snprintf(idt, sizeof idt, "%" PRIu64, agreement);
-    const char *p[] = { idt, state, NULL };
-    enum db_status st = db_command(x->c, "dlv_delivery_done", 3, p, NULL);
+    const char *p[] = { idt, state };
+    enum db_status st = db_command(x->c, "dlv_delivery_done", 2, p, NULL);
     if (st != DB_OK)
         seq_fatal("writing a delivery", st);
 }
@@ -96,8 +93,10 @@ static json_t *bill_receipt(struct ctx *x, uint64_t id, uint64_t seq)
 
 /* ---- money --------------------------------------------------------------------------------- */
 
-/* A bill's money leaves escrow: the amount to the provider, the commission to the exchange. */
-static void settle(struct ctx *x, struct agreement_state *a, const struct bill_state *b)
+/* A bill's money leaves escrow: the amount to the provider, the commission to the exchange. note:
+ * the operator's, when a resolution settles it (NULL otherwise). */
+static void settle(struct ctx *x, struct agreement_state *a, const struct bill_state *b,
+                   const char *note)
 {
     struct sequencer *s = x->s;
     char ref[MARKET_ID_MAX];
@@ -109,7 +108,7 @@ static void settle(struct ctx *x, struct agreement_state *a, const struct bill_s
              "commission", ref);
     a->escrow_left -= b->amount + b->commission;
     a->reserved -= b->amount + b->commission;
-    bill_status(x, b->id, "settled", NULL, NULL);
+    bill_status(x, b->id, "settled", NULL, note);
     json_t *p = json_object();
     json_object_set_new(p, "agreement", seq_id_json("agr_", a->id));
     json_object_set_new(p, "bill", json_string(ref));
@@ -414,7 +413,7 @@ void seq_do_usage(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
         struct bill_state b = {
             .id = n, .agreement = a.id, .amount = amount, .commission = commission
         };
-        settle(x, &a, &b);
+        settle(x, &a, &b, NULL);
     }
     if (final)
         complete(x, &a, "final_usage");
@@ -485,8 +484,7 @@ void seq_do_resolve(struct ctx *x, struct seq_cmd *cmd, struct tx_reply *out)
         a.reserved -= refunded;
         bill_status(x, b.id, "refunded", NULL, cmd->bill.text);
     } else {
-        bill_status(x, b.id, "disputed", NULL, cmd->bill.text);
-        settle(x, &a, &b);
+        settle(x, &a, &b, cmd->bill.text);
     }
     agreement_store(x, &a);
     tx_ok(out, 200, bill_receipt(x, b.id, seq));
@@ -516,7 +514,7 @@ void seq_books_tick(struct ctx *x)
         struct agreement_state a;
         if (!bill_load(x, (uint64_t)db_get_i64(r, i, 0), &b) || !agreement_load(x, b.agreement, &a))
             seq_fatal("finding a bill due", DB_HARD);
-        settle(x, &a, &b);
+        settle(x, &a, &b, NULL);
         agreement_store(x, &a);
     }
     PQclear(r);
