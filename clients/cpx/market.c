@@ -141,6 +141,21 @@ static void make_key(const char *prefix, char *out, size_t cap)
     snprintf(out, cap, "%s-%s-%08" PRIx32, prefix, when, r);
 }
 
+/* The key that makes a request safe to repeat: the one given with --flag, or a fresh one (into
+ * made, 64 bytes), printed with how to repeat the request with it. */
+static const char *repeat_key(const struct cli_flag *flags, const struct cli_args *a,
+                              const char *flag, const char *prefix, const char *label,
+                              const char *what, char *made)
+{
+    const char *key = cli_get(flags, a, flag);
+    if (key != NULL)
+        return key;
+    make_key(prefix, made, 64);
+    fprintf(stderr, "%s %s (to retry this %s safely, repeat the command with --%s %s)\n", label,
+            made, what, flag, made);
+    return made;
+}
+
 /* ---- printing answers (str_of, line, the table and show are in helpers.c) ------------------- */
 
 static json_int_t int_of(const json_t *o, const char *key)
@@ -521,15 +536,8 @@ int cmd_order(struct ctx *c, const struct cli_flag *flags, const struct cli_args
 
     /* The client order id makes the order safe to repeat: the exchange places it once. */
     char made[64];
-    const char *coid = cli_get(flags, a, "client-order-id");
-    if (coid == NULL) {
-        make_key("cpx", made, sizeof made);
-        coid = made;
-        fprintf(stderr,
-                "client order id %s (to retry this order safely, repeat the command "
-                "with --client-order-id %s)\n",
-                coid, coid);
-    }
+    const char *coid =
+        repeat_key(flags, a, "client-order-id", "cpx", "client order id", "order", made);
     json_object_set_new(body, "client_order_id", json_string(coid));
 
     struct client_reply r;
@@ -900,15 +908,8 @@ int cmd_deposit(struct ctx *c, const struct cli_flag *flags, const struct cli_ar
     }
     /* A deposit is money: a retry must not pay twice, so it always carries a key. */
     char made[64];
-    const char *key = cli_get(flags, a, "idempotency-key");
-    if (key == NULL) {
-        make_key("dep", made, sizeof made);
-        key = made;
-        fprintf(stderr,
-                "idempotency key %s (to retry this deposit safely, repeat the command "
-                "with --idempotency-key %s)\n",
-                key, key);
-    }
+    const char *key =
+        repeat_key(flags, a, "idempotency-key", "dep", "idempotency key", "deposit", made);
     char target[128];
     snprintf(target, sizeof target, "/v1/accounts/%s/deposits", a->args[0]);
     return show(c, "POST", target, json_pack("{s:s}", "amount", a->args[1]), true, key,
