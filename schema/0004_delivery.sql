@@ -113,3 +113,8 @@ INSERT INTO deliveries (agreement_id, provider, endpoint, next_attempt_at, deliv
 ALTER TABLE entries DROP CONSTRAINT entries_reason_check;
 ALTER TABLE entries ADD CONSTRAINT entries_reason_check CHECK (reason IN
     ('deposit', 'hold', 'fill', 'release', 'settle', 'commission', 'refund'));
+
+-- The fee schedule in force is the last fee_schedule record (docs/delivery.md §4); a cpxd reads
+-- it before its first fee, and without this it would walk the whole ledger back to find it.
+CREATE INDEX ledger_records_fee_schedule ON ledger_records (seq) WHERE kind = 'fee_schedule';
+COMMENT ON INDEX ledger_records_fee_schedule IS 'Serves the read of the fee schedule in force.';
